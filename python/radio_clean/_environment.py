@@ -3,6 +3,10 @@
 __all__ = ["configure_casa_environment"]
 
 import os
+
+# casatools bundles an older libsqlite3; if that is loaded first, Python's _sqlite3 (which the
+# Butler registry uses) fails with "undefined symbol: sqlite3_deserialize". Load ours first.
+import sqlite3  # noqa: F401
 from pathlib import Path
 
 _SITE_CONFIG = Path(__file__).with_name("casasiteconfig.py")

@@ -42,6 +42,13 @@ _CASA_LEVELS = {
 }
 
 
+_SILENCED_CASA_MESSAGES = (
+    "Leap second table TAI_UTC seems out-of-date",
+    "Until the table is updated (see the CASA documentation or your system admin)",
+    "times and coordinates derived from UTC could be wrong by 1s or more",
+)
+
+
 class CasaError(RuntimeError):
     """A casatools operation failed; the message says what and on which input."""
 
@@ -62,6 +69,11 @@ class _CasaLogForwarder:
         sink.setglobal(True)
         sink.setlogfile(self._path)
         sink.showconsole(False)
+        # casadata's leap-second table has a validity date that an offline installation cannot
+        # renew; casacore then prints a SEVERE warning to the console on every UTC conversion.
+        # The table content is still right until the next leap second is announced (see
+        # doc/casa-data.rst), so drop the message rather than alarm every run.
+        sink.filterMsg(list(_SILENCED_CASA_MESSAGES))
         atexit.register(self.close)
 
     def forward(self) -> None:
@@ -222,7 +234,7 @@ def read_ms_info(path: str) -> MsInfo:
     if not os.path.isdir(path):
         raise CasaError(
             f"{path} is a file, not a MeasurementSet (an MS is a directory); "
-            "convert UVFITS with `radio-clean demo-data` or CASA's importuvfits first."
+            "convert UVFITS or other formats to an MS first (CASA's importuvfits)."
         )
     if not _is_measurement_set(path):
         raise CasaError(
@@ -245,8 +257,8 @@ def read_ms_info(path: str) -> MsInfo:
 
             table.open(os.path.join(path, "OBSERVATION"), nomodify=True)
             telescopes = sorted(set(table.getcol("TELESCOPE_NAME")))
-            observer = ",".join(sorted(set(table.getcol("OBSERVER"))))
-            project = ",".join(sorted(set(table.getcol("PROJECT"))))
+            observer = ",".join(sorted({str(name) for name in table.getcol("OBSERVER")}))
+            project = ",".join(sorted({str(name) for name in table.getcol("PROJECT")}))
             table.close()
 
             table.open(os.path.join(path, "SPECTRAL_WINDOW"), nomodify=True)
@@ -256,7 +268,7 @@ def read_ms_info(path: str) -> MsInfo:
             metadata.open(path)
             fields_by_name: dict[str, list[int]] = {}
             for field_id, name in enumerate(metadata.fieldnames()):
-                fields_by_name.setdefault(name or f"FIELD{field_id}", []).append(field_id)
+                fields_by_name.setdefault(str(name) or f"FIELD{field_id}", []).append(field_id)
             fields = []
             for name, field_ids in fields_by_name.items():
                 ra, dec = _direction_to_j2000(metadata.phasecenter(field_ids[0]))
@@ -293,7 +305,7 @@ def read_ms_info(path: str) -> MsInfo:
     end = float((times + intervals / 2).max())
     return MsInfo(
         path=path,
-        telescope=telescopes[0],
+        telescope=str(telescopes[0]),
         observer=observer,
         project=project,
         n_rows=int(n_rows),

@@ -1,0 +1,103 @@
+"""The ``radio-clean`` command line."""
+
+from __future__ import annotations
+
+__all__ = ["main"]
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from .casa import CasaError
+from .ingest import INGEST_RUN, TRANSFER_MODES, IngestError, ingest_measurement_sets
+from .repo import NotARadioRepoError, create_repo, open_repo
+
+# Errors whose message is already the one sentence a user should read.
+_USER_ERRORS = (CasaError, IngestError, NotARadioRepoError, FileExistsError)
+
+
+def _create_repo(args: argparse.Namespace) -> None:
+    butler = create_repo(args.repo, registry_db=args.registry_db)
+    butler.close()
+    print(f"Created radio_clean repository {args.repo}.")
+
+
+def _ingest(args: argparse.Namespace) -> None:
+    butler = open_repo(args.repo, writeable=True)
+    try:
+        outcomes = ingest_measurement_sets(
+            butler, args.ms, transfer=args.transfer, run=args.run, staging_root=args.repo
+        )
+    finally:
+        butler.close()
+    for outcome in outcomes:
+        print(outcome.message)
+
+
+def _demo_data(args: argparse.Namespace) -> None:
+    from .demo import write_demo_data
+
+    for path in write_demo_data(args.directory, datasets=tuple(args.datasets)):
+        print(path)
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="radio-clean",
+        description="Radio-interferometric CLEAN imaging with the Rubin Gen3 middleware.",
+    )
+    parser.add_argument(
+        "--log-level", default="WARNING", help="Python log level (DEBUG, INFO, WARNING); default WARNING."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    create = commands.add_parser("create-repo", help="Create a Butler repository for radio data.")
+    create.add_argument("repo", help="Directory of the new repository.")
+    create.add_argument(
+        "--registry-db",
+        default=None,
+        help="SQLAlchemy URL of the registry database (e.g. postgresql://user@host/db); default SQLite.",
+    )
+    create.set_defaults(func=_create_repo)
+
+    ingest = commands.add_parser("ingest", help="Register MeasurementSets as 'visibilities' datasets.")
+    ingest.add_argument("repo", help="A repository made by `radio-clean create-repo`.")
+    ingest.add_argument("ms", nargs="+", help="MeasurementSet directories.")
+    ingest.add_argument(
+        "--transfer",
+        choices=TRANSFER_MODES,
+        default="direct",
+        help="direct: the MS stays where it is (default); symlink: link it into the repo; copy: copy it in.",
+    )
+    ingest.add_argument("--run", default=INGEST_RUN, help=f"RUN collection (default {INGEST_RUN}).")
+    ingest.set_defaults(func=_ingest)
+
+    demo = commands.add_parser("demo-data", help="Write the VLA demo MeasurementSets shipped with casadata.")
+    demo.add_argument("directory", help="Where to write the MeasurementSets.")
+    demo.add_argument(
+        "--datasets",
+        nargs="+",
+        default=["3C273XC1"],
+        choices=["3C273XC1", "NGC5921"],
+        help="Which demo data to write (default 3C273XC1).",
+    )
+    demo.set_defaults(func=_demo_data)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``radio-clean`` command line; return the exit status."""
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    try:
+        args.func(args)
+    except _USER_ERRORS as err:
+        print(f"radio-clean: error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
