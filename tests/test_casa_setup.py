@@ -1,0 +1,70 @@
+"""Importing radio_clean makes casatools work offline and logs CASA into Python logging."""
+
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+
+
+def _run_python(code, cwd, env_extra=None):
+    env = {k: v for k, v in os.environ.items() if k != "CASASITECONFIG"}
+    env.update(env_extra or {})
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], cwd=cwd, env=env, capture_output=True, text=True
+    )
+
+
+def test_offline_site_config_and_no_log_files(tmp_path, demo_ms_dir):
+    result = _run_python(
+        f"""
+        import logging, os
+        logging.basicConfig(level=logging.INFO, format="%(name)s|%(levelname)s|%(message)s")
+        import radio_clean.casa as casa
+        import casatools
+        print("SITE", os.environ["CASASITECONFIG"])
+        # A measures conversion needs the offline measures data (IERS tables, leap seconds).
+        me = casatools.measures()
+        epoch = me.epoch("UTC", "2020-01-01T00:00:00")
+        print("TAI", me.measure(epoch, "TAI")["m0"]["value"])
+        info = casa.read_ms_info({str(demo_ms_dir / "3C273XC1.ms")!r})
+        casa.forward_casa_log()
+        """,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    site = [line for line in result.stdout.splitlines() if line.startswith("SITE")][0]
+    assert site.endswith(os.path.join("radio_clean", "casasiteconfig.py"))
+    tai = float([line for line in result.stdout.splitlines() if line.startswith("TAI")][0].split()[1])
+    # 37 leap seconds at 2020-01-01: TAI - UTC = 37 s.
+    assert abs((tai - 58849.0) * 86400 - 37.0) < 1e-3
+    # CASA's log reached Python logging under radio_clean.casa, and nothing went to files.
+    assert "radio_clean.casa|INFO|msmetadata_cmpt.cc::open: Performing internal consistency" in result.stderr
+    assert not [name for name in os.listdir(tmp_path) if name.startswith("casa") and name.endswith(".log")]
+    # casacore's stale-leap-second-table banner is not printed to the console.
+    assert "Leap second table TAI_UTC seems out-of-date" not in result.stderr
+
+
+def test_user_site_config_is_respected(tmp_path):
+    site = tmp_path / "mysite.py"
+    site.write_text("import casadata\nmeasurespath = casadata.datapath\nlogfile = '/dev/null'\n")
+    result = _run_python(
+        "import os, radio_clean; print(os.environ['CASASITECONFIG'])", tmp_path, {"CASASITECONFIG": str(site)}
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(site)
+
+
+def test_casa_severe_becomes_python_error(caplog, tmp_path):
+    import radio_clean.casa as casa
+    import casatools
+
+    caplog.set_level(logging.INFO, logger="radio_clean.casa")
+    table = casatools.table()
+    try:
+        table.open(str(tmp_path / "missing.tab"))
+    except RuntimeError:
+        pass
+    casa.forward_casa_log()
+    severe = [r for r in caplog.records if r.name == "radio_clean.casa" and r.levelno == logging.ERROR]
+    assert severe and "missing.tab" in severe[-1].getMessage()
