@@ -5,12 +5,12 @@ import os
 
 import numpy as np
 import pytest
-
 import radio_clean  # noqa: F401  (sets up CASA's offline environment before casatools)
 from radio_clean.casa import CasaError
 from radio_clean.demo import DEMO_DATASETS, write_demo_data, write_demo_ms
 
-import casatools  # noqa: I001
+# isort: split
+import casatools  # after radio_clean, which points casatools at its offline site config
 
 
 def _snapshot(path):
@@ -26,12 +26,14 @@ def _snapshot(path):
 
 @pytest.fixture(scope="module")
 def demo_dir(tmp_path_factory):
+    """Write the default demo data once for the module."""
     directory = tmp_path_factory.mktemp("demo")
     paths = write_demo_data(str(directory))
     return str(directory), paths
 
 
 def test_default_writes_only_3c273(demo_dir):
+    """By default only 3C273XC1.ms is written, and nothing else is left behind."""
     directory, paths = demo_dir
     assert paths == [os.path.join(directory, "3C273XC1.ms")]
     # Only the finished MS: no temporary directory is left behind, NGC5921 is not made by default.
@@ -39,6 +41,7 @@ def test_default_writes_only_3c273(demo_dir):
 
 
 def test_3c273_contents(demo_dir):
+    """The converted MS has the rows, field, window and antennas of the UVFITS."""
     (path,) = demo_dir[1]
     metadata = casatools.msmetadata()
     table = casatools.table()
@@ -72,6 +75,7 @@ def test_3c273_contents(demo_dir):
 
 
 def test_rerun_is_a_noop(demo_dir, caplog):
+    """A second run keeps the existing MS untouched and says so."""
     directory, paths = demo_dir
     before = _snapshot(paths[0])
     inode = os.stat(paths[0]).st_ino
@@ -84,6 +88,7 @@ def test_rerun_is_a_noop(demo_dir, caplog):
 
 
 def test_overwrite_rewrites(tmp_path):
+    """overwrite=True replaces the MS with a fresh, complete one."""
     (path,) = write_demo_data(str(tmp_path))
     inode = os.stat(path).st_ino
     (again,) = write_demo_data(str(tmp_path), overwrite=True)
@@ -99,6 +104,7 @@ def test_overwrite_rewrites(tmp_path):
 
 
 def test_ngc5921_selectable(tmp_path):
+    """NGC5921 can be asked for, into a directory that does not exist yet."""
     paths = write_demo_data(str(tmp_path / "new" / "sub"), datasets=("NGC5921",))
     assert paths == [str(tmp_path / "new" / "sub" / "NGC5921.ms")]
     metadata = casatools.msmetadata()
@@ -115,6 +121,7 @@ def test_ngc5921_selectable(tmp_path):
 
 
 def test_unknown_dataset(tmp_path):
+    """An unknown data set name fails before anything is written."""
     with pytest.raises(ValueError, match="NGC1234"):
         write_demo_data(str(tmp_path), datasets=("3C273XC1", "NGC1234"))
     assert os.listdir(tmp_path) == []
@@ -122,6 +129,7 @@ def test_unknown_dataset(tmp_path):
 
 
 def test_directory_not_writable(tmp_path):
+    """A directory that cannot be created gives a one-sentence CasaError."""
     blocker = tmp_path / "a_file"
     blocker.write_text("not a directory")
     with pytest.raises(CasaError, match="Cannot create the demo data directory") as info:
@@ -131,6 +139,7 @@ def test_directory_not_writable(tmp_path):
 
 
 def test_read_only_directory(tmp_path, monkeypatch):
+    """A directory without write permission gives a CasaError."""
     if os.geteuid() != 0:
         tmp_path.chmod(0o500)
     else:  # root may write anywhere: pretend the permission check fails
@@ -143,6 +152,7 @@ def test_read_only_directory(tmp_path, monkeypatch):
 
 
 def test_existing_non_ms_is_not_replaced(tmp_path):
+    """Something that is not an MS at the target path is never overwritten."""
     (tmp_path / "3C273XC1.ms").mkdir()
     with pytest.raises(CasaError, match="not a MeasurementSet"):
         write_demo_data(str(tmp_path))
