@@ -23,4 +23,3 @@ def ms_3c273(demo_ms_dir, tmp_path):
     path = tmp_path / "3C273XC1.ms"
     shutil.copytree(demo_ms_dir / "3C273XC1.ms", path)
     return str(path)
-

@@ -56,8 +56,9 @@ def test_user_site_config_is_respected(tmp_path):
 
 
 def test_casa_severe_becomes_python_error(caplog, tmp_path):
-    import radio_clean.casa as casa
     import casatools
+
+    import radio_clean.casa as casa
 
     caplog.set_level(logging.INFO, logger="radio_clean.casa")
     table = casatools.table()

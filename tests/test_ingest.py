@@ -172,7 +172,8 @@ def test_not_a_radio_repo(tmp_path, ms_3c273, capsys):
     assert main(["ingest", rubin_repo, ms_3c273]) == 1
     assert capsys.readouterr().err == (
         f"radio-clean: error: {rubin_repo} is a Butler repository with the 'daf_butler' dimension "
-        "universe, not a radio_clean one; create a radio repository with `radio-clean create-repo NEW_REPO`.\n"
+        "universe, not a radio_clean one; "
+        "create a radio repository with `radio-clean create-repo NEW_REPO`.\n"
     )
     assert registry_snapshot(rubin_repo) == snapshot
 

@@ -5,6 +5,7 @@ import os
 
 import numpy as np
 import pytest
+
 import radio_clean  # noqa: F401  (sets up CASA's offline environment before casatools)
 from radio_clean.casa import CasaError
 from radio_clean.simulate import SkyComponent, read_array_config, simulate_ms

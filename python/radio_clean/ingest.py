@@ -51,7 +51,9 @@ class IngestOutcome:
 
 def visibilities_dataset_type(butler: Butler) -> DatasetType:
     """Return the ``visibilities`` dataset type of a radio_clean repository."""
-    return DatasetType(VISIBILITIES, ["instrument", "observation"], "MeasurementSet", universe=butler.dimensions)
+    return DatasetType(
+        VISIBILITIES, ["instrument", "observation"], "MeasurementSet", universe=butler.dimensions
+    )
 
 
 def _observation_records(butler: Butler) -> list:
@@ -210,7 +212,10 @@ def ingest_measurement_sets(
             where = known.ms_path if known is not None else "earlier on this command line"
             plan.append(
                 IngestOutcome(
-                    info.path, name, False, f"{info.path} is already ingested as observation {name} ({where})."
+                    info.path,
+                    name,
+                    False,
+                    f"{info.path} is already ingested as observation {name} ({where}).",
                 )
             )
             continue
@@ -265,7 +270,9 @@ def _ingest_one(
             butler_transfer = "move"
         with butler.transaction():
             _insert_records(butler, info, observation_id, name)
-            ref = DatasetRef(dataset_type, {"instrument": info.telescope, "observation": observation_id}, run=run)
+            ref = DatasetRef(
+                dataset_type, {"instrument": info.telescope, "observation": observation_id}, run=run
+            )
             butler.ingest(FileDataset(path=source, refs=[ref]), transfer=butler_transfer)
     finally:
         if staging_dir is not None:
