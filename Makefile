@@ -22,7 +22,7 @@ demo: setup
 	$(VENV)/bin/radio-clean demo-data $(DEMO_DIR)/data
 	$(VENV)/bin/radio-clean create-repo $(REPO)
 	$(VENV)/bin/radio-clean ingest $(REPO) $(DEMO_DIR)/data/*.ms
-	$(VENV)/bin/butler query-datasets $(REPO) visibilities
+	$(VENV)/bin/butler query-datasets $(REPO) visibilities --collections raw/visibilities
 	$(VENV)/bin/butler query-dimension-records $(REPO) field
 
 test: setup

@@ -69,3 +69,29 @@ def test_casa_severe_becomes_python_error(caplog, tmp_path):
     casa.forward_casa_log()
     severe = [r for r in caplog.records if r.name == "radio_clean.casa" and r.levelno == logging.ERROR]
     assert severe and "missing.tab" in severe[-1].getMessage()
+
+
+def test_casa_console_copies_are_dropped(tmp_path):
+    result = _run_python(
+        """
+        import logging, os
+        logging.basicConfig(level=logging.INFO, format="%(name)s|%(levelname)s|%(message)s")
+        import radio_clean.casa as casa
+        import casatools
+        with casa.casa_log_forwarded():
+            try:
+                casatools.table().open("/no/such/table")
+            except RuntimeError:
+                pass
+            os.write(2, b"not from casa\\n")
+        """,
+        tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    # Once, through Python logging; casatools' own timestamped console copy is gone.
+    assert [line for line in lines if "/no/such/table" in line and "does not exist" in line] == [
+        line for line in lines if line.startswith("radio_clean.casa|ERROR|") and "/no/such/table" in line
+    ]
+    assert any(line.startswith("radio_clean.casa|ERROR|") for line in lines)
+    assert "not from casa" in lines

@@ -13,20 +13,31 @@ __all__ = [
     "MsInfo",
     "SpectralWindowInfo",
     "forward_casa_log",
+    "read_casa_image",
     "read_ms_info",
+    "write_casa_image",
 ]
 
 import atexit
 import contextlib
 import dataclasses
 import hashlib
+import json
 import logging
+import math
 import os
+import re
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+from astropy.wcs import WCS
 
 from ._environment import configure_casa_environment
+from .image import FITS_SPECSYS_FROM_CASA, STOKES_CODES, Beam, PlaneBeams, RadioImage
 
 configure_casa_environment()
 
@@ -108,11 +119,56 @@ def forward_casa_log() -> None:
     _forwarder.forward()
 
 
+# What casatools prints on the console: "2026-01-01 12:00:00<TAB>WARN<TAB>origin<TAB>message".
+_CASA_CONSOLE_LINE = re.compile(rb"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\t[A-Z0-9]+\t")
+_console_capture_depth = 0
+
+
+@contextlib.contextmanager
+def _casa_console_captured() -> Iterator[None]:
+    """Keep casatools' own console copies of WARN/SEVERE messages off stderr.
+
+    casatools writes WARN and SEVERE messages to file descriptor 2 whatever
+    ``showconsole`` says; they are also in the log file and reach Python
+    logging from there. Anything else written to stderr meanwhile (a crash
+    message, say) is passed on.
+    """
+    global _console_capture_depth
+    if _console_capture_depth:
+        _console_capture_depth += 1
+        try:
+            yield
+        finally:
+            _console_capture_depth -= 1
+        return
+    sys.stderr.flush()
+    saved_fd = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        _console_capture_depth = 1
+        try:
+            yield
+        finally:
+            _console_capture_depth = 0
+            sys.stderr.flush()
+            os.dup2(saved_fd, 2)
+            os.close(saved_fd)
+            captured.seek(0)
+            other = [line for line in captured.read().splitlines(True) if not _CASA_CONSOLE_LINE.match(line)]
+            if other:
+                os.write(2, b"".join(other))
+
+
 @contextlib.contextmanager
 def casa_log_forwarded() -> Iterator[None]:
-    """Forward CASA's log when the enclosed casatools calls finish (or fail)."""
+    """Run casatools calls with CASA's log going to Python logging only.
+
+    CASA's messages are forwarded to the ``radio_clean.casa`` logger when the
+    enclosed calls finish (or fail); casatools' console copies are dropped.
+    """
     try:
-        yield
+        with _casa_console_captured():
+            yield
     finally:
         _forwarder.forward()
 
@@ -326,18 +382,6 @@ def read_ms_info(path: str) -> MsInfo:
 # -> RadioImage round trip is exact for pixels, beams and provenance and good to ~1e-16 relative
 # for coordinates (e.g. DEC -30 comes back as -29.999999999999996).
 # ==================================================================================================
-
-__all__ += ["read_casa_image", "write_casa_image"]
-
-import json  # noqa: E402
-import math  # noqa: E402
-import re  # noqa: E402
-from typing import Any  # noqa: E402
-
-import numpy as np  # noqa: E402
-from astropy.wcs import WCS  # noqa: E402
-
-from .image import FITS_SPECSYS_FROM_CASA, STOKES_CODES, Beam, PlaneBeams, RadioImage  # noqa: E402
 
 # CASA direction reference -> (FITS longitude/latitude CTYPE prefixes, RADESYS, EQUINOX).
 _CASA_DIRECTION_SYSTEMS: dict[str, tuple[str, str, str, float | None]] = {
