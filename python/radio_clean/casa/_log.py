@@ -1,0 +1,146 @@
+"""CASA's log into Python logging, and the error type of the bridge."""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import logging
+import os
+import re
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator
+
+import casatools
+
+__all__ = ["CasaError", "casa_log_forwarded", "forward_casa_log"]
+
+_casa_log = logging.getLogger("radio_clean.casa")
+
+# CASA priorities -> Python levels. CASA's INFO is what tclean users read in casa.log.
+_CASA_LEVELS = {
+    "SEVERE": logging.ERROR,
+    "WARN": logging.WARNING,
+    "INFO": logging.INFO,
+}
+
+
+_SILENCED_CASA_MESSAGES = (
+    "Leap second table TAI_UTC seems out-of-date",
+    "Until the table is updated (see the CASA documentation or your system admin)",
+    "times and coordinates derived from UTC could be wrong by 1s or more",
+)
+
+
+class CasaError(RuntimeError):
+    """A casatools operation failed; the message says what and on which input."""
+
+
+class _CasaLogForwarder:
+    """Send CASA's log messages to the ``radio_clean.casa`` Python logger.
+
+    casatools can only log to a file. We give it a private file in a
+    temporary directory and, after each casatools operation, re-emit the
+    lines it appended as Python log records.
+    """
+
+    def __init__(self) -> None:
+        self._dir = tempfile.mkdtemp(prefix="radio_clean-casalog-")
+        self._path = os.path.join(self._dir, "casa.log")
+        self._offset = 0
+        sink = casatools.logsink()
+        sink.setglobal(True)
+        sink.setlogfile(self._path)
+        sink.showconsole(False)
+        # casadata's leap-second table has a validity date that an offline installation cannot
+        # renew; casacore then prints a SEVERE warning to the console on every UTC conversion.
+        # The table content is still right until the next leap second is announced (see
+        # doc/casa-data.rst), so drop the message rather than alarm every run.
+        sink.filterMsg(list(_SILENCED_CASA_MESSAGES))
+        atexit.register(self.close)
+
+    def forward(self) -> None:
+        try:
+            with open(self._path, "rb") as stream:
+                stream.seek(self._offset)
+                chunk = stream.read()
+        except FileNotFoundError:
+            return
+        # Only forward whole lines; a partial last line waits for the next call.
+        end = chunk.rfind(b"\n") + 1
+        self._offset += end
+        for line in chunk[:end].decode(errors="replace").splitlines():
+            parts = line.split("\t", 3)
+            if len(parts) == 4:
+                _, priority, origin, message = parts
+                level = _CASA_LEVELS.get(priority, logging.DEBUG)
+                _casa_log.log(level, "%s: %s", origin.rstrip("+"), message)
+            elif line.strip():
+                _casa_log.info("%s", line)
+
+    def close(self) -> None:
+        self.forward()
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+
+_forwarder = _CasaLogForwarder()
+
+
+def forward_casa_log() -> None:
+    """Emit CASA log lines written since the last call as Python log records."""
+    _forwarder.forward()
+
+
+# What casatools prints on the console: "2026-01-01 12:00:00<TAB>WARN<TAB>origin<TAB>message".
+_CASA_CONSOLE_LINE = re.compile(rb"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\t[A-Z0-9]+\t")
+_console_capture_depth = 0
+
+
+@contextlib.contextmanager
+def _casa_console_captured() -> Iterator[None]:
+    """Keep casatools' own console copies of WARN/SEVERE messages off stderr.
+
+    casatools writes WARN and SEVERE messages to file descriptor 2 whatever
+    ``showconsole`` says; they are also in the log file and reach Python
+    logging from there. Anything else written to stderr meanwhile (a crash
+    message, say) is passed on.
+    """
+    global _console_capture_depth
+    if _console_capture_depth:
+        _console_capture_depth += 1
+        try:
+            yield
+        finally:
+            _console_capture_depth -= 1
+        return
+    sys.stderr.flush()
+    saved_fd = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        _console_capture_depth = 1
+        try:
+            yield
+        finally:
+            _console_capture_depth = 0
+            sys.stderr.flush()
+            os.dup2(saved_fd, 2)
+            os.close(saved_fd)
+            captured.seek(0)
+            other = [line for line in captured.read().splitlines(True) if not _CASA_CONSOLE_LINE.match(line)]
+            if other:
+                os.write(2, b"".join(other))
+
+
+@contextlib.contextmanager
+def casa_log_forwarded() -> Iterator[None]:
+    """Run casatools calls with CASA's log going to Python logging only.
+
+    CASA's messages are forwarded to the ``radio_clean.casa`` logger when the
+    enclosed calls finish (or fail); casatools' console copies are dropped.
+    """
+    try:
+        with _casa_console_captured():
+            yield
+    finally:
+        _forwarder.forward()

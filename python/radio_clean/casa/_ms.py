@@ -1,0 +1,213 @@
+"""Reading MeasurementSet metadata with casatools (read-only)."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+
+import casatools
+
+from ._log import CasaError, casa_log_forwarded
+
+__all__ = ["FieldInfo", "MsInfo", "SpectralWindowInfo", "read_ms_info"]
+
+
+@dataclasses.dataclass(frozen=True)
+class FieldInfo:
+    """One named field of a MeasurementSet (possibly several pointings)."""
+
+    name: str
+    field_ids: tuple[int, ...]
+    ra_deg: float
+    """ICRS/J2000 right ascension of the first pointing, degrees."""
+    dec_deg: float
+    """ICRS/J2000 declination of the first pointing, degrees."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SpectralWindowInfo:
+    """One spectral window of a MeasurementSet."""
+
+    spw_id: int
+    n_chan: int
+    freq_min: float
+    freq_max: float
+    chan_width: float
+    freq_frame: str
+
+    @property
+    def band_name(self) -> str:
+        """Name of the band this window's set-up defines, e.g. ``8085MHz-1ch``."""
+        centre_mhz = 0.5 * (self.freq_min + self.freq_max) / 1e6
+        centre = f"{centre_mhz:.4f}".rstrip("0").rstrip(".")
+        return f"{centre}MHz-{self.n_chan}ch"
+
+
+@dataclasses.dataclass(frozen=True)
+class MsInfo:
+    """What radio_clean records about a MeasurementSet when ingesting it."""
+
+    path: str
+    telescope: str
+    observer: str
+    project: str
+    n_rows: int
+    time_start_mjd: float
+    """Start of the first integration, MJD (UTC)."""
+    time_end_mjd: float
+    """End of the last integration, MJD (UTC)."""
+    fields: tuple[FieldInfo, ...]
+    spectral_windows: tuple[SpectralWindowInfo, ...]
+    data_columns: tuple[str, ...]
+
+    @property
+    def fingerprint(self) -> str:
+        """SHA-256 of the identifying metadata: equal for the same data, wherever it lives."""
+        identity = dataclasses.asdict(self)
+        del identity["path"]
+        return hashlib.sha256(repr(sorted(identity.items())).encode()).hexdigest()
+
+
+def _is_measurement_set(path: str) -> bool:
+    # A casacore table is a directory with table.dat; an MS says so in its table info.
+    if not os.path.isfile(os.path.join(path, "table.dat")):
+        return False
+    table = casatools.table()
+    try:
+        with casa_log_forwarded():
+            table.open(path, nomodify=True)
+            return table.info().get("type") == "Measurement Set"
+    except Exception:
+        return False
+    finally:
+        table.close()
+
+
+def _direction_to_j2000(direction: dict) -> tuple[float, float]:
+    measures = casatools.measures()
+    quanta = casatools.quanta()
+    if direction["refer"] not in ("J2000", "ICRS"):
+        direction = measures.measure(direction, "J2000")
+    ra = quanta.convert(direction["m0"], "deg")["value"] % 360.0
+    dec = quanta.convert(direction["m1"], "deg")["value"]
+    measures.done()
+    return ra, dec
+
+
+def _mjd_utc(seconds: float, reference: str) -> float:
+    """Convert an MS TIME value (MJD seconds in ``reference``) to MJD UTC."""
+    measures = casatools.measures()
+    epoch = measures.epoch(reference, f"{seconds}s")
+    if reference.upper() != "UTC":
+        epoch = measures.measure(epoch, "UTC")
+    measures.done()
+    return epoch["m0"]["value"]
+
+
+def read_ms_info(path: str) -> MsInfo:
+    """Read the metadata radio_clean needs from a MeasurementSet, read-only.
+
+    Parameters
+    ----------
+    path : `str`
+        Path of the MeasurementSet directory.
+
+    Returns
+    -------
+    info : `MsInfo`
+        Telescope, fields, spectral windows, time range and columns.
+
+    Raises
+    ------
+    CasaError
+        If ``path`` is not a readable, non-empty MeasurementSet; the message
+        says which of these it is.
+    """
+    path = os.path.abspath(path)
+    if not os.path.exists(path):
+        raise CasaError(f"{path} does not exist; give the path of a MeasurementSet directory.")
+    if not os.path.isdir(path):
+        raise CasaError(
+            f"{path} is a file, not a MeasurementSet (an MS is a directory); "
+            "convert UVFITS or other formats to an MS first (CASA's importuvfits)."
+        )
+    if not _is_measurement_set(path):
+        raise CasaError(
+            f"{path} is a directory but not a MeasurementSet (no casacore MS table in it); "
+            "give the top-level .ms directory."
+        )
+    table = casatools.table()
+    metadata = casatools.msmetadata()
+    try:
+        with casa_log_forwarded():
+            table.open(path, nomodify=True)
+            n_rows = table.nrows()
+            if n_rows == 0:
+                raise CasaError(f"{path} is an empty MeasurementSet (no visibility rows); nothing to image.")
+            columns = tuple(c for c in ("DATA", "CORRECTED_DATA", "MODEL_DATA") if c in table.colnames())
+            times = table.getcol("TIME")
+            intervals = table.getcol("INTERVAL")
+            time_ref = table.getcolkeyword("TIME", "MEASINFO").get("Ref", "UTC")
+            table.close()
+
+            table.open(os.path.join(path, "OBSERVATION"), nomodify=True)
+            telescopes = sorted(set(table.getcol("TELESCOPE_NAME")))
+            observer = ",".join(sorted({str(name) for name in table.getcol("OBSERVER")}))
+            project = ",".join(sorted({str(name) for name in table.getcol("PROJECT")}))
+            table.close()
+
+            table.open(os.path.join(path, "SPECTRAL_WINDOW"), nomodify=True)
+            frame_codes = table.getcol("MEAS_FREQ_REF")
+            table.close()
+
+            metadata.open(path)
+            fields_by_name: dict[str, list[int]] = {}
+            for field_id, name in enumerate(metadata.fieldnames()):
+                fields_by_name.setdefault(str(name) or f"FIELD{field_id}", []).append(field_id)
+            fields = []
+            for name, field_ids in fields_by_name.items():
+                ra, dec = _direction_to_j2000(metadata.phasecenter(field_ids[0]))
+                fields.append(FieldInfo(name=name, field_ids=tuple(field_ids), ra_deg=ra, dec_deg=dec))
+            frame_names = ["REST", "LSRK", "LSRD", "BARY", "GEO", "TOPO", "GALACTO", "LGROUP", "CMB"]
+            spws = []
+            for spw_id in range(metadata.nspw()):
+                freqs = metadata.chanfreqs(spw_id)
+                widths = metadata.chanwidths(spw_id)
+                code = int(frame_codes[spw_id])
+                spws.append(
+                    SpectralWindowInfo(
+                        spw_id=spw_id,
+                        n_chan=len(freqs),
+                        freq_min=float(min(freqs)),
+                        freq_max=float(max(freqs)),
+                        chan_width=float(widths[0]),
+                        freq_frame=frame_names[code] if code < len(frame_names) else str(code),
+                    )
+                )
+    except CasaError:
+        raise
+    except Exception as err:
+        raise CasaError(f"{path} could not be read as a MeasurementSet: {err}") from err
+    finally:
+        table.close()
+        metadata.close()
+    if len(telescopes) != 1 or not telescopes[0]:
+        raise CasaError(
+            f"{path} names {len(telescopes)} telescopes ({', '.join(telescopes) or 'none'}) in its "
+            "OBSERVATION table; radio_clean needs exactly one per MS (split the MS by telescope)."
+        )
+    start = float((times - intervals / 2).min())
+    end = float((times + intervals / 2).max())
+    return MsInfo(
+        path=path,
+        telescope=str(telescopes[0]),
+        observer=observer,
+        project=project,
+        n_rows=int(n_rows),
+        time_start_mjd=_mjd_utc(start, time_ref),
+        time_end_mjd=_mjd_utc(end, time_ref),
+        fields=tuple(fields),
+        spectral_windows=tuple(spws),
+        data_columns=columns,
+    )
