@@ -11,3 +11,4 @@ configure_casa_environment()
 from ._images import *  # noqa: E402
 from ._log import *  # noqa: E402
 from ._ms import *  # noqa: E402
+from ._synthesis import *  # noqa: E402

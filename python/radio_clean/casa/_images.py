@@ -137,9 +137,11 @@ def _casa_coordinate_record(image: RadioImage) -> dict:
         axes=np.array(["Right Ascension", "Declination"] if equatorial else ["Longitude", "Latitude"]),
         system=direction_system,
         conversionSystem=direction_system,
-        units=np.array(["deg", "deg"]),
-        crval=np.array(wcs.crval[:2], dtype=float),
-        cdelt=np.array(cdelt[:2], dtype=float),
+        # Radians, as CASA's imagers write them: the synthesis tools refuse to reuse an image
+        # whose direction axis units differ from the ones they would make.
+        units=np.array(["rad", "rad"]),
+        crval=np.deg2rad(np.array(wcs.crval[:2], dtype=float)),
+        cdelt=np.deg2rad(np.array(cdelt[:2], dtype=float)),
         crpix=np.array(wcs.crpix[:2], dtype=float) - 1.0,
         # casatools shows a direction coordinate's PC matrix transposed: record pc[i][j] = PCj_i.
         pc=np.array(pc[:2, :2], dtype=float).T,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import faulthandler
 import logging
 import os
 import re
@@ -14,7 +15,7 @@ from collections.abc import Iterator
 
 import casatools
 
-__all__ = ["CasaError", "casa_log_forwarded", "forward_casa_log"]
+__all__ = ["CasaError", "casa_log_forwarded", "forward_casa_log", "reattach_casa_log"]
 
 _casa_log = logging.getLogger("radio_clean.casa")
 
@@ -49,7 +50,14 @@ class _CasaLogForwarder:
         self._dir = tempfile.mkdtemp(prefix="radio_clean-casalog-")
         self._path = os.path.join(self._dir, "casa.log")
         self._offset = 0
-        sink = casatools.logsink()
+        self.attach(casatools.logsink())
+        atexit.register(self.close)
+
+    def attach(self, sink) -> None:
+        """Make ``sink`` the global CASA log sink, writing to our file."""
+        # Keep the sink alive: other sinks made global earlier are destroyed, and posting to
+        # one of those afterwards crashes casatools.
+        self._sink = sink
         sink.setglobal(True)
         sink.setlogfile(self._path)
         sink.showconsole(False)
@@ -58,7 +66,8 @@ class _CasaLogForwarder:
         # The table content is still right until the next leap second is announced (see
         # doc/casa-data.rst), so drop the message rather than alarm every run.
         sink.filterMsg(list(_SILENCED_CASA_MESSAGES))
-        atexit.register(self.close)
+        # casatools may start the file afresh; read on from wherever it now ends.
+        self._offset = os.path.getsize(self._path) if os.path.exists(self._path) else 0
 
     def forward(self) -> None:
         try:
@@ -87,6 +96,16 @@ class _CasaLogForwarder:
 _forwarder = _CasaLogForwarder()
 
 
+def reattach_casa_log(sink) -> None:
+    """Send CASA's log to radio_clean's forwarder again through ``sink``.
+
+    Importing casatasks makes its own ``casalog`` the global sink, writing to a
+    file of its own; call this with ``casatasks.casalog`` afterwards.
+    """
+    _forwarder.forward()
+    _forwarder.attach(sink)
+
+
 def forward_casa_log() -> None:
     """Emit CASA log lines written since the last call as Python log records."""
     _forwarder.forward()
@@ -107,7 +126,7 @@ def _casa_console_captured() -> Iterator[None]:
     message, say) is passed on.
     """
     global _console_capture_depth
-    if _console_capture_depth:
+    if _console_capture_depth or os.environ.get("RADIO_CLEAN_CASA_CONSOLE"):
         _console_capture_depth += 1
         try:
             yield
@@ -119,10 +138,15 @@ def _casa_console_captured() -> Iterator[None]:
     with tempfile.TemporaryFile() as captured:
         os.dup2(captured.fileno(), 2)
         _console_capture_depth = 1
+        # A crash inside casatools must still be reported on the real stderr.
+        if faulthandler.is_enabled():
+            faulthandler.enable(file=saved_fd)
         try:
             yield
         finally:
             _console_capture_depth = 0
+            if faulthandler.is_enabled():
+                faulthandler.enable(file=sys.stderr)
             sys.stderr.flush()
             os.dup2(saved_fd, 2)
             os.close(saved_fd)

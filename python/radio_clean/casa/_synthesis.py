@@ -1,0 +1,561 @@
+"""CASA's synthesis tools, one CLEAN step at a time.
+
+tclean runs PSF, major cycles, mask updates and minor cycles in one process
+with four long-lived tools (synthesisimager, synthesisnormalizer,
+synthesisdeconvolver, iterbotsink). Here every step is a separate call that
+gets its input images as `RadioImage` objects, writes them into a scratch
+directory as CASA images, makes fresh tools, and returns the images it made.
+What tclean keeps in memory between cycles is carried explicitly:
+
+- images (PSF, PB, sum of weights, residual, model, mask) go through the
+  Butler;
+- the iteration controller's state is rebuilt in each step by replaying the
+  records it merged in earlier cycles (`IterationHistory`), so the cycle
+  threshold, iteration counts and stop codes are tclean's own decisions.
+
+Parameters are tclean's, by name, and are turned into tool records by CASA's
+own ``ImagerParameters`` with tclean's defaults, so "the same parameters"
+means exactly what it means to tclean.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "STOP_REASONS",
+    "IterationHistory",
+    "MinorCycleResult",
+    "MsSelection",
+    "make_psf",
+    "restore_images",
+    "run_major_cycle",
+    "run_minor_cycle",
+    "tclean_defaults",
+    "update_mask",
+]
+
+import contextlib
+import dataclasses
+import functools
+import inspect
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import casatools
+import numpy as np
+
+from ..image import RadioImage
+from ._images import read_casa_image, write_casa_image
+from ._log import CasaError, casa_log_forwarded, reattach_casa_log
+
+# tclean's stop codes (casatasks imager_base.getStopDescription).
+STOP_REASONS = {
+    0: "not converged",
+    1: "iteration limit",
+    2: "threshold",
+    3: "force stop",
+    4: "no change in peak residual across two major cycles",
+    5: "peak residual increased by more than 3 times from the previous major cycle",
+    6: "peak residual increased by more than 3 times from the minimum reached",
+    7: "zero mask",
+    8: "any combination of n-sigma and other valid exit criterion",
+    9: "reached nmajor",
+}
+
+# tclean parameters that radio_clean sets itself (inputs, outputs, execution).
+_NOT_USER_PARAMETERS = frozenset(
+    {
+        "vis", "imagename", "selectdata", "parallel", "interactive", "calcres", "calcpsf", "restart",
+        "savemodel", "fullsummary", "psfphasecenter", "outlierfile", "startmodel",
+    }
+)  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
+class MsSelection:
+    """One MeasurementSet and what to select from it."""
+
+    path: str
+    field: str = ""
+    spw: str = ""
+
+
+@functools.cache
+def _casatasks_imager_parameters() -> tuple[Any, Any]:
+    from casatasks import casalog
+    from casatasks.private.imagerhelpers.input_parameters import ImagerParameters, sanitize_tclean_inputs
+
+    # Importing casatasks points CASA's log at a file of its own; take it back.
+    reattach_casa_log(casalog)
+    return ImagerParameters, sanitize_tclean_inputs
+
+
+@functools.cache
+def tclean_defaults() -> dict[str, Any]:
+    """Return tclean's default value of every parameter a user may set."""
+    from casatasks import casalog, tclean
+
+    reattach_casa_log(casalog)
+    signature = inspect.signature(tclean.__call__)
+    return {
+        name: parameter.default
+        for name, parameter in signature.parameters.items()
+        if name not in _NOT_USER_PARAMETERS and parameter.default is not inspect.Parameter.empty
+    }
+
+
+def _check_weight_spectrum(selections: Sequence[MsSelection]) -> None:
+    # With some MSs carrying WEIGHT_SPECTRUM and others not, CASA adds the column to the
+    # ones without: that would modify input data, which radio_clean never does.
+    table = casatools.table()
+    has_column = {}
+    for selection in selections:
+        table.open(selection.path, nomodify=True)
+        has_column[selection.path] = "WEIGHT_SPECTRUM" in table.colnames()
+        table.close()
+    if len(set(has_column.values())) > 1:
+        without = ", ".join(path for path, present in has_column.items() if not present)
+        raise CasaError(
+            f"Imaging these MeasurementSets together would make CASA add a WEIGHT_SPECTRUM column to "
+            f"{without}; radio_clean never modifies input data, so add the column to a copy first "
+            "(e.g. with CASA's mstransform, usewtspectrum=True) and ingest that."
+        )
+
+
+def _imager_parameters(selections: Sequence[MsSelection], imagename: str, parameters: Mapping[str, Any]):
+    ImagerParameters, sanitize_tclean_inputs = _casatasks_imager_parameters()
+    unknown = set(parameters) - set(tclean_defaults())
+    if unknown:
+        raise CasaError(f"Unknown tclean parameter(s): {', '.join(sorted(unknown))}.")
+    tclean_parameters = {**tclean_defaults(), **parameters}
+    tclean_parameters.update(
+        vis=[s.path for s in selections] if len(selections) > 1 else selections[0].path,
+        field=[s.field for s in selections] if len(selections) > 1 else selections[0].field,
+        spw=[s.spw for s in selections] if len(selections) > 1 else selections[0].spw,
+        imagename=imagename,
+        selectdata=True,
+        interactive=False,
+        restart=True,
+        savemodel="none",
+        calcres=True,
+        calcpsf=True,
+        startmodel="",
+        outlierfile="",
+        psfphasecenter="",
+        fullsummary=False,
+        parallel=False,
+    )
+    # The same adjustments task_tclean makes before building ImagerParameters.
+    if tclean_parameters["specmode"] == "cont":
+        tclean_parameters["specmode"] = "mfs"
+    given, constructor_defaults = sanitize_tclean_inputs(tclean_parameters)
+    arguments = {name: given.get(name, default) for name, default in constructor_defaults.items()}
+    if arguments["mosweight"] and arguments["gridder"] not in ("mosaic", "awp2"):
+        arguments["mosweight"] = False
+    if arguments["specmode"] == "mfs":
+        arguments["perchanweightdensity"] = False
+    _check_weight_spectrum(selections)
+    with casa_log_forwarded():
+        imager_parameters = ImagerParameters(**arguments)
+        errors = imager_parameters.checkParameters()
+    if errors is False:
+        raise CasaError("CASA rejected the imaging parameters; the CASA log above says which.")
+    return imager_parameters
+
+
+class _Workspace:
+    """A scratch directory of CASA images named as tclean names them (img.psf, img.model.tt0...)."""
+
+    def __init__(self, directory: str) -> None:
+        self.imagename = os.path.join(directory, "img")
+
+    def path(self, kind: str) -> str:
+        return f"{self.imagename}.{kind}"
+
+    def put(self, images: Mapping[str, RadioImage]) -> None:
+        for kind, image in images.items():
+            write_casa_image(image, self.path(kind), overwrite=True)
+
+    def remove(self, kind: str) -> None:
+        shutil.rmtree(self.path(kind), ignore_errors=True)
+
+    def get(self, prefixes: Sequence[str]) -> dict[str, RadioImage]:
+        """Read every image whose kind starts with one of ``prefixes``."""
+        directory = os.path.dirname(self.imagename)
+        kinds = sorted(name.removeprefix("img.") for name in os.listdir(directory) if name.startswith("img."))
+        return {
+            kind: read_casa_image(self.path(kind))
+            for kind in kinds
+            if any(kind == prefix or kind.startswith(prefix + ".") for prefix in prefixes)
+        }
+
+
+@contextlib.contextmanager
+def _workspace(images: Mapping[str, RadioImage] = {}) -> Iterator[_Workspace]:
+    directory = tempfile.mkdtemp(prefix="radio_clean-casa-")
+    try:
+        workspace = _Workspace(directory)
+        workspace.put(images)
+        yield workspace
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+class _Tools:
+    """Fresh synthesis tools set up for one step, closed when the step ends."""
+
+    def __init__(self, parameters) -> None:
+        self.parameters = parameters
+        self._open: list[Any] = []
+
+    def imager(self):
+        imager = casatools.synthesisimager()
+        self._open.append(imager)
+        for key in sorted(self.parameters.getSelPars()):
+            imager.selectdata(self.parameters.getSelPars()[key])
+        imager.defineimage(self.parameters.getImagePars()["0"], self.parameters.getGridPars()["0"])
+        imager.normalizerinfo(self.parameters.getNormPars()["0"])
+        imager.setweighting(**self.parameters.getWeightPars())
+        return imager
+
+    def normalizer(self):
+        normalizer = casatools.synthesisnormalizer()
+        self._open.append(normalizer)
+        normalizer.setupnormalizer(normpars=self.parameters.getNormPars()["0"])
+        return normalizer
+
+    def deconvolver(self):
+        deconvolver = casatools.synthesisdeconvolver()
+        self._open.append(deconvolver)
+        deconvolver.setupdeconvolution(decpars=self.parameters.getDecPars()["0"])
+        return deconvolver
+
+    def close(self) -> None:
+        for tool in reversed(self._open):
+            tool.done()
+        self._open.clear()
+
+
+@contextlib.contextmanager
+def _tools(selections: Sequence[MsSelection], workspace: _Workspace, parameters: Mapping[str, Any]):
+    tools = _Tools(_imager_parameters(selections, workspace.imagename, parameters))
+    try:
+        with casa_log_forwarded():
+            yield tools
+    except CasaError:
+        raise
+    except RuntimeError as err:
+        raise CasaError(f"casatools failed: {err}") from err
+    finally:
+        with casa_log_forwarded():
+            tools.close()
+
+
+def _divides_in_python(parameters: Mapping[str, Any]) -> bool:
+    # For cubes the normalization happens inside C++ (imager_base.makePSF / runMajorCycle).
+    specmode = parameters.get("specmode", "mfs")
+    return specmode in ("mfs", "cont") or parameters.get("deconvolver") == "mtmfs"
+
+
+def make_psf(selections: Sequence[MsSelection], parameters: Mapping[str, Any]) -> dict[str, RadioImage]:
+    """Make the PSF, primary beam and sums of weights, and fit the restoring beam.
+
+    Parameters
+    ----------
+    selections : `~collections.abc.Sequence` [`MsSelection`]
+        The MeasurementSets (read-only) and their field/spw selections.
+    parameters : `~collections.abc.Mapping`
+        tclean parameters by name; unset ones take tclean's defaults.
+
+    Returns
+    -------
+    images : `dict` [`str`, `RadioImage`]
+        ``psf``, ``pb``, ``sumwt`` and, where CASA makes them, ``weight``
+        (``psf.tt0``... for mtmfs). The PSF carries the fitted beam.
+    """
+    with _workspace() as workspace, _tools(selections, workspace, parameters) as tools:
+        imager, normalizer, deconvolver = tools.imager(), tools.normalizer(), tools.deconvolver()
+        imager.makepsf()
+        if _divides_in_python(parameters):
+            normalizer.gatherpsfweight()
+            normalizer.dividepsfbyweight()
+            normalizer.divideweightbysumwt()
+        deconvolver.checkrestoringbeam()
+        # For cubes with the standard gridder CASA makes the PB together with the PSF.
+        gridder, specmode = parameters.get("gridder", "standard"), parameters.get("specmode", "mfs")
+        cube_standard = "stand" in gridder and "cube" in specmode
+        if not cube_standard:
+            imager.makepb()
+        normalizer.normalizeprimarybeam()
+        tools.close()
+        return workspace.get(["psf", "pb", "sumwt", "weight"])
+
+
+def run_major_cycle(
+    selections: Sequence[MsSelection], parameters: Mapping[str, Any], images: Mapping[str, RadioImage]
+) -> dict[str, RadioImage]:
+    """Predict the model, grid the residual visibilities and normalize: one major cycle.
+
+    Parameters
+    ----------
+    selections : `~collections.abc.Sequence` [`MsSelection`]
+        The MeasurementSets (opened read-only; no model column is written).
+    parameters : `~collections.abc.Mapping`
+        tclean parameters by name.
+    images : `~collections.abc.Mapping` [`str`, `RadioImage`]
+        ``psf``, ``pb``, ``sumwt`` (and ``weight``) from `make_psf`, and the
+        current ``model`` (absent for the dirty image).
+
+    Returns
+    -------
+    residuals : `dict` [`str`, `RadioImage`]
+        ``residual`` (``residual.tt0``... for mtmfs).
+    """
+    with _workspace(images) as workspace, _tools(selections, workspace, parameters) as tools:
+        imager, normalizer = tools.imager(), tools.normalizer()
+        usemask = tools.parameters.getDecPars()["0"]["usemask"]
+        if _divides_in_python(parameters):
+            normalizer.dividemodelbyweight()
+            normalizer.scattermodel()
+        # lastcycle only matters for saving a model column, which radio_clean never does.
+        imager.executemajorcycle(controls={"lastcycle": False, "usemask": usemask})
+        if _divides_in_python(parameters):
+            normalizer.gatherresidual()
+            normalizer.divideresidualbyweight()
+            normalizer.multiplymodelbyweight()
+        tools.close()
+        return workspace.get(["residual"])
+
+
+def update_mask(
+    parameters: Mapping[str, Any], images: Mapping[str, RadioImage], selections: Sequence[MsSelection]
+) -> RadioImage:
+    """Make the clean mask for the next minor cycle with CASA's mask handler.
+
+    Exact for masks that do not depend on earlier cycles (user masks, pb
+    masks, no mask). For auto-multithresh, CASA keeps state in memory
+    between cycles that a fresh tool does not have, so from the second
+    cycle on its masks can differ from tclean's.
+
+    Parameters
+    ----------
+    parameters : `~collections.abc.Mapping`
+        tclean parameters by name (usemask, mask, pbmask, auto-multithresh...).
+    images : `~collections.abc.Mapping` [`str`, `RadioImage`]
+        ``psf``, ``pb``, ``sumwt``, the current ``residual``, ``model`` and
+        the previous ``mask`` if there is one.
+    selections : `~collections.abc.Sequence` [`MsSelection`]
+        The MeasurementSets (for the image definition only; not read).
+
+    Returns
+    -------
+    mask : `RadioImage`
+        1 where the minor cycle may clean, 0 elsewhere.
+    """
+    with _workspace(images) as workspace, _tools(selections, workspace, parameters) as tools:
+        deconvolver = tools.deconvolver()
+        deconvolver.checkrestoringbeam()
+        # A fresh deconvolver must load its images before it can make a mask.
+        deconvolver.initminorcycle()
+        deconvolver.setupmask()
+        tools.close()
+        masks = workspace.get(["mask"])
+    if "mask" not in masks:
+        raise CasaError("CASA made no mask image; check usemask and mask.")
+    return masks["mask"]
+
+
+def _to_plain(value: Any) -> Any:
+    """Turn a casatools record into YAML/JSON-safe values (arrays tagged for the way back)."""
+    if isinstance(value, dict):
+        return {key: _to_plain(item) for key, item in value.items()}
+    if isinstance(value, np.ndarray):
+        return {"__ndarray__": value.tolist(), "dtype": str(value.dtype), "shape": list(value.shape)}
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, list | tuple):
+        return [_to_plain(item) for item in value]
+    return value
+
+
+def _from_plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        if "__ndarray__" in value:
+            return np.array(value["__ndarray__"], dtype=value["dtype"]).reshape(value["shape"])
+        return {key: _from_plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_from_plain(item) for item in value]
+    return value
+
+
+@dataclasses.dataclass
+class IterationHistory:
+    """What tclean's iteration controller has been told so far, cycle by cycle.
+
+    ``cycles[i]`` holds the records of minor cycle ``i + 1``: ``inits`` (the
+    peak-residual/mask records merged before it; two in the first cycle,
+    before and after the first mask) and ``exec`` (what the minor cycle
+    did). Replaying them into a new iterbotsink gives the controller
+    tclean's exact state. Stored as plain data in the per-cycle summary.
+    """
+
+    cycles: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    stopcode: int = 0
+    converged: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"cycles": _to_plain(self.cycles), "stopcode": self.stopcode, "converged": self.converged}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> IterationHistory:
+        return cls(
+            cycles=list(data.get("cycles", [])),
+            stopcode=int(data["stopcode"]),
+            converged=bool(data["converged"]),
+        )
+
+    def replay(self, iteration_parameters: Mapping[str, Any]):
+        """Return an iterbotsink in the state tclean's would have now."""
+        controller = casatools.iterbotsink()
+        controller.setupiteration(iterpars=dict(iteration_parameters))
+        controller.endmajorcycle()  # the dirty image
+        for cycle in self.cycles:
+            for init in cycle["inits"]:
+                controller.resetminorcycleinfo()
+                controller.mergeinitrecord(_from_plain(init), 0)
+                controller.cleanComplete(reachedMajorLimit=False)
+            controller.getminorcyclecontrols()
+            controller.resetminorcycleinfo()
+            controller.mergeexecrecord(_from_plain(cycle["exec"]), 0)
+            controller.cleanComplete(lastcyclecheck=True)
+            controller.endmajorcycle()
+        return controller
+
+
+@dataclasses.dataclass
+class MinorCycleResult:
+    """What one call of `run_minor_cycle` decided and made."""
+
+    history: IterationHistory
+    """The history including this cycle (converged and stopcode set if it stopped)."""
+    models: dict[str, RadioImage]
+    """``model`` (``model.tt0``... for mtmfs) after this cycle; the input model if nothing was done."""
+    summary: dict[str, Any]
+    """tclean's iteration summary now: iterdone, nmajordone, stopcode, peak residual, cyclethreshold."""
+
+
+def run_minor_cycle(
+    parameters: Mapping[str, Any],
+    images: Mapping[str, RadioImage],
+    history: IterationHistory,
+    selections: Sequence[MsSelection],
+) -> MinorCycleResult:
+    """Check convergence as tclean does and, if not converged, run one minor cycle.
+
+    Parameters
+    ----------
+    parameters : `~collections.abc.Mapping`
+        tclean parameters by name.
+    images : `~collections.abc.Mapping` [`str`, `RadioImage`]
+        ``psf``, ``pb``, ``sumwt``, current ``residual`` and ``model`` (absent
+        before the first cycle) and this cycle's ``mask``.
+    history : `IterationHistory`
+        The iteration controller's records from earlier cycles.
+    selections : `~collections.abc.Sequence` [`MsSelection`]
+        The MeasurementSets (for the image definition only; not read).
+
+    Returns
+    -------
+    result : `MinorCycleResult`
+        The new model, the updated history and tclean's summary.
+    """
+    history = IterationHistory(cycles=list(history.cycles))
+    first_cycle = not history.cycles
+    without_mask = {kind: image for kind, image in images.items() if kind != "mask"}
+    inits = []
+    with _workspace(without_mask) as workspace, _tools(selections, workspace, parameters) as tools:
+        iteration_parameters = tools.parameters.getIterPars()
+        nmajor = iteration_parameters["nmajor"]
+        reached_nmajor = nmajor >= 0 and len(history.cycles) >= nmajor
+        controller = history.replay(iteration_parameters)
+        try:
+            if first_cycle:
+                # tclean checks convergence once before making the first mask.
+                controller.resetminorcycleinfo()
+                inits.append(tools.deconvolver().initminorcycle())
+                controller.mergeinitrecord(inits[-1], 0)
+                controller.cleanComplete(reachedMajorLimit=reached_nmajor)
+                tools.close()
+            if "mask" in images:
+                workspace.put({"mask": images["mask"]})
+            deconvolver = tools.deconvolver()
+            controller.resetminorcycleinfo()
+            inits.append(deconvolver.initminorcycle())
+            controller.mergeinitrecord(inits[-1], 0)
+            stopcode = controller.cleanComplete(reachedMajorLimit=reached_nmajor)
+            models: dict[str, RadioImage] = {}
+            if stopcode > 0:
+                history.converged, history.stopcode = True, int(stopcode)
+            else:
+                controls = controller.getminorcyclecontrols()
+                controller.resetminorcycleinfo()
+                executed = deconvolver.executeminorcycle(iterbotrecord=controls)
+                controller.mergeexecrecord(executed, 0)
+                history.cycles.append({"inits": _to_plain(inits), "exec": _to_plain(executed)})
+                if executed["iterdone"] == 0:
+                    # tclean stops when a minor cycle does nothing (e.g. an empty mask).
+                    history.converged = True
+                    history.stopcode = int(controller.cleanComplete(reachedMajorLimit=reached_nmajor))
+                tools.close()
+                models = workspace.get(["model"])
+            summary = _summary(controller.getiterationsummary(), history)
+        finally:
+            controller.done()
+    if not models:
+        models = {kind: image for kind, image in images.items() if kind.split(".")[0] == "model"}
+    return MinorCycleResult(history=history, models=models, summary=summary)
+
+
+def _summary(iteration_summary: Mapping[str, Any], history: IterationHistory) -> dict[str, Any]:
+    peak_residuals = [float(cycle["inits"][-1]["peakresidual"]) for cycle in history.cycles]
+    return {
+        "iterdone": int(iteration_summary["iterdone"]),
+        "nmajordone": int(iteration_summary["nmajordone"]),
+        "stopcode": history.stopcode,
+        "stop_reason": STOP_REASONS.get(history.stopcode, "unknown"),
+        "converged": history.converged,
+        "peak_residual_before_cycle": peak_residuals,
+        "cyclethreshold": float(iteration_summary.get("cyclethreshold", 0.0)),
+        "threshold": float(iteration_summary.get("threshold", 0.0)),
+    }
+
+
+def restore_images(
+    parameters: Mapping[str, Any], images: Mapping[str, RadioImage], selections: Sequence[MsSelection]
+) -> dict[str, RadioImage]:
+    """Restore the model with the beam and, if ``pbcor``, divide by the primary beam.
+
+    Parameters
+    ----------
+    parameters : `~collections.abc.Mapping`
+        tclean parameters by name (restoringbeam, pbcor, pblimit...).
+    images : `~collections.abc.Mapping` [`str`, `RadioImage`]
+        ``psf``, ``pb``, ``sumwt``, final ``residual`` and ``model``.
+    selections : `~collections.abc.Sequence` [`MsSelection`]
+        The MeasurementSets (for the image definition only; not read).
+
+    Returns
+    -------
+    images : `dict` [`str`, `RadioImage`]
+        ``image`` (and ``image.pbcor``; for mtmfs ``image.tt0``...,
+        ``alpha``, ``alpha.error``).
+    """
+    with _workspace(images) as workspace, _tools(selections, workspace, parameters) as tools:
+        deconvolver = tools.deconvolver()
+        deconvolver.restore()
+        if parameters.get("pbcor", False):
+            deconvolver.pbcor()
+        tools.close()
+        return workspace.get(["image", "alpha"])
