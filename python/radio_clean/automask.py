@@ -277,16 +277,19 @@ class PlaneThresholds:
 def chauvenet_statistics(values: np.ndarray, max_iterations: int = 5) -> np.ndarray:
     """Clip ``values`` by Chauvenet's criterion, as CASA does for an empty mask with ``fastnoise=False``.
 
-    Each pass keeps the values within ``z * sigma`` of the mean, where ``z`` is
-    the deviation expected once in ``2 * n`` draws from a normal distribution
-    of ``n`` values (``n * erfc(z / sqrt(2)) = 0.5``).
+    Each pass keeps the values within ``z * sigma`` of the mean (``sigma`` the
+    sample standard deviation), where ``z`` is the deviation expected once in
+    ``2 * n`` draws from a normal distribution of ``n`` values
+    (``n * erfc(z / sqrt(2)) = 0.5``). As in casacore, there are up to
+    ``max_iterations + 1`` passes (iterations are counted from 0); clipping
+    stops earlier once a pass keeps every value.
 
     Parameters
     ----------
     values : `numpy.ndarray`
         One-dimensional data.
     max_iterations : `int`, optional
-        Maximum number of clipping passes.
+        CASA's ``maxiter`` (5 in auto-multithresh).
 
     Returns
     -------
@@ -294,7 +297,7 @@ def chauvenet_statistics(values: np.ndarray, max_iterations: int = 5) -> np.ndar
         The values that survive.
     """
     kept = np.asarray(values, dtype=np.float64)
-    for _ in range(max_iterations):
+    for _ in range(max_iterations + 1):
         n = kept.size
         if n < 2:
             break

@@ -59,113 +59,214 @@ class CleanParametersConfig(Config):
     intent = Field(dtype=str, doc="CASA scan-intent selection (tclean intent).", default="")
 
     # Image definition.
-    imsize = ListField(dtype=int, doc="Image size in pixels: [n] or [nx, ny].", default=[100], minLength=1,
-                       maxLength=2, itemCheck=lambda n: n > 0)  # fmt: skip
-    cell = ListField(dtype=str, doc="Pixel size, e.g. ['0.5arcsec'] or ['1arcsec', '2arcsec'].", default=[],
-                     maxLength=2, itemCheck=_angle)  # fmt: skip
-    phasecenter = Field(dtype=str, doc="Image centre: field id or 'J2000 12h29m06.7 +02d03m08'; '' = the field's.",
-                        default="")  # fmt: skip
+    imsize = ListField(
+        dtype=int,
+        doc="Image size in pixels: [n] or [nx, ny].",
+        default=[100],
+        minLength=1,
+        maxLength=2,
+        itemCheck=lambda n: n > 0,
+    )
+    cell = ListField(
+        dtype=str,
+        doc="Pixel size, e.g. ['0.5arcsec'] or ['1arcsec', '2arcsec'].",
+        default=[],
+        maxLength=2,
+        itemCheck=_angle,
+    )
+    phasecenter = Field(
+        dtype=str, doc="Image centre: field id or 'J2000 12h29m06.7 +02d03m08'; '' = the field's.", default=""
+    )
     stokes = Field(dtype=str, doc="Stokes planes to image, e.g. 'I', 'IV', 'IQUV'.", default="I")
     projection = Field(dtype=str, doc="Celestial projection (SIN, NCP, ...).", default="SIN")
-    specmode = ChoiceField(dtype=str, doc="Spectral mode.", default="mfs",
-                           allowed={"mfs": "continuum (multi-frequency synthesis)", "cont": "same as mfs"})  # fmt: skip
-    reffreq = Field(dtype=str, doc="Reference frequency of the MFS image and of mtmfs Taylor terms; '' = middle.",
-                    default="", check=_frequency_or_empty)  # fmt: skip
+    specmode = ChoiceField(
+        dtype=str,
+        doc="Spectral mode.",
+        default="mfs",
+        allowed={"mfs": "continuum (multi-frequency synthesis)", "cont": "same as mfs"},
+    )
+    reffreq = Field(
+        dtype=str,
+        doc="Reference frequency of the MFS image and of mtmfs Taylor terms; '' = middle.",
+        default="",
+        check=_frequency_or_empty,
+    )
 
     # Gridding.
     gridder = ChoiceField(
         dtype=str,
         doc="Gridding/FT machine.",
-        allowed={"standard": "prolate-spheroidal gridding", "wproject": "W-projection",
-                 "widefield": "W-projection with facets", "mosaic": "mosaic (A-projection with the PB)"},
+        allowed={
+            "standard": "prolate-spheroidal gridding",
+            "wproject": "W-projection",
+            "widefield": "W-projection with facets",
+            "mosaic": "mosaic (A-projection with the PB)",
+        },
         default="standard",
-    )  # fmt: skip
-    facets = Field(dtype=int, doc="Facets per side for gridder='widefield'.", default=1, check=lambda n: n >= 1)
-    wprojplanes = Field(dtype=int, doc="W-projection planes (-1: chosen automatically).", default=1,
-                        check=lambda n: n >= -1 and n != 0)  # fmt: skip
-    vptable = Field(dtype=str, doc="Voltage-pattern table for the primary beam ('' = the telescope's).", default="")
+    )
+    facets = Field(
+        dtype=int, doc="Facets per side for gridder='widefield'.", default=1, check=lambda n: n >= 1
+    )
+    wprojplanes = Field(
+        dtype=int,
+        doc="W-projection planes (-1: chosen automatically).",
+        default=1,
+        check=lambda n: n >= -1 and n != 0,
+    )
+    vptable = Field(
+        dtype=str, doc="Voltage-pattern table for the primary beam ('' = the telescope's).", default=""
+    )
     mosweight = Field(dtype=bool, doc="Mosaic: weight each field separately.", default=True)
-    pblimit = Field(dtype=float, doc="PB level below which images are blanked (negative: do not blank).",
-                    default=0.2)  # fmt: skip
-    normtype = ChoiceField(dtype=str, doc="Mosaic normalization.", default="flatnoise",
-                           allowed={"flatnoise": "flat noise", "flatsky": "flat sky", "pbsquare": "PB squared"})
-    psfcutoff = Field(dtype=float, doc="PSF level down to which the restoring beam is fitted.", default=0.35,
-                      check=lambda x: 0.01 <= x <= 0.99)  # fmt: skip
+    pblimit = Field(
+        dtype=float, doc="PB level below which images are blanked (negative: do not blank).", default=0.2
+    )
+    normtype = ChoiceField(
+        dtype=str,
+        doc="Mosaic normalization.",
+        default="flatnoise",
+        allowed={"flatnoise": "flat noise", "flatsky": "flat sky", "pbsquare": "PB squared"},
+    )
+    psfcutoff = Field(
+        dtype=float,
+        doc="PSF level down to which the restoring beam is fitted.",
+        default=0.35,
+        check=lambda x: 0.01 <= x <= 0.99,
+    )
 
     # Weighting.
     weighting = ChoiceField(
         dtype=str,
         doc="Imaging weights.",
-        allowed={"natural": "natural", "uniform": "uniform", "briggs": "Briggs (robust)",
-                 "briggsabs": "Briggs absolute (noise)", "briggsbwtaper": "Briggs with bandwidth taper"},
+        allowed={
+            "natural": "natural",
+            "uniform": "uniform",
+            "briggs": "Briggs (robust)",
+            "briggsabs": "Briggs absolute (noise)",
+            "briggsbwtaper": "Briggs with bandwidth taper",
+        },
         default="natural",
-    )  # fmt: skip
-    robust = Field(dtype=float, doc="Briggs robustness, -2 (uniform) to 2 (natural).", default=0.5,
-                   check=lambda x: -2.0 <= x <= 2.0)  # fmt: skip
+    )
+    robust = Field(
+        dtype=float,
+        doc="Briggs robustness, -2 (uniform) to 2 (natural).",
+        default=0.5,
+        check=lambda x: -2.0 <= x <= 2.0,
+    )
     noise = Field(dtype=str, doc="Noise for weighting='briggsabs'.", default="1.0Jy", check=_flux)
-    npixels = Field(dtype=int, doc="Uniform/Briggs weighting cell size in uv pixels (0 = one).", default=0,
-                    check=lambda n: n >= 0)  # fmt: skip
-    uvtaper = ListField(dtype=str, doc="Gaussian uv taper: [] or [bmaj, bmin, bpa], e.g. ['2arcsec'].",
-                        default=[], maxLength=3)  # fmt: skip
+    npixels = Field(
+        dtype=int,
+        doc="Uniform/Briggs weighting cell size in uv pixels (0 = one).",
+        default=0,
+        check=lambda n: n >= 0,
+    )
+    uvtaper = ListField(
+        dtype=str,
+        doc="Gaussian uv taper: [] or [bmaj, bmin, bpa], e.g. ['2arcsec'].",
+        default=[],
+        maxLength=3,
+    )
 
     # Deconvolution.
     deconvolver = ChoiceField(
         dtype=str,
         doc="Minor-cycle algorithm.",
-        allowed={"hogbom": "Hogbom CLEAN", "clark": "Clark CLEAN", "multiscale": "multi-scale CLEAN",
-                 "mtmfs": "multi-term (Taylor) multi-frequency CLEAN"},
+        allowed={
+            "hogbom": "Hogbom CLEAN",
+            "clark": "Clark CLEAN",
+            "multiscale": "multi-scale CLEAN",
+            "mtmfs": "multi-term (Taylor) multi-frequency CLEAN",
+        },
         default="hogbom",
-    )  # fmt: skip
-    scales = ListField(dtype=int, doc="Multi-scale sizes in pixels, e.g. [0, 5, 15].", default=[],
-                       itemCheck=lambda n: n >= 0)  # fmt: skip
-    nterms = Field(dtype=int, doc=f"Taylor terms for deconvolver='mtmfs' (1 to {MAX_TAYLOR_TERMS}).", default=2,
-                   check=lambda n: 1 <= n <= MAX_TAYLOR_TERMS)  # fmt: skip
+    )
+    scales = ListField(
+        dtype=int, doc="Multi-scale sizes in pixels, e.g. [0, 5, 15].", default=[], itemCheck=lambda n: n >= 0
+    )
+    nterms = Field(
+        dtype=int,
+        doc=f"Taylor terms for deconvolver='mtmfs' (1 to {MAX_TAYLOR_TERMS}).",
+        default=2,
+        check=lambda n: 1 <= n <= MAX_TAYLOR_TERMS,
+    )
     smallscalebias = Field(dtype=float, doc="Multi-scale bias towards small scales.", default=0.0)
-    restoringbeam = ListField(dtype=str, doc="Restoring beam: [] = fitted, ['common'], or ['1arcsec'...].",
-                              default=[], maxLength=3)  # fmt: skip
+    restoringbeam = ListField(
+        dtype=str, doc="Restoring beam: [] = fitted, ['common'], or ['1arcsec'...].", default=[], maxLength=3
+    )
     pbcor = Field(dtype=bool, doc="Also make the primary-beam corrected image.", default=False)
 
     # Iteration control.
-    niter = Field(dtype=int, doc="Maximum total minor-cycle iterations (0: dirty image only).", default=0,
-                  check=lambda n: n >= 0)  # fmt: skip
+    niter = Field(
+        dtype=int,
+        doc="Maximum total minor-cycle iterations (0: dirty image only).",
+        default=0,
+        check=lambda n: n >= 0,
+    )
     gain = Field(dtype=float, doc="Loop gain.", default=0.1, check=lambda x: 0 < x <= 1)
-    threshold = Field(dtype=str, doc="Stopping threshold on the peak residual, e.g. '2mJy'.", default="0.0Jy",
-                      check=_flux)  # fmt: skip
-    nsigma = Field(dtype=float, doc="Stopping threshold in units of the robust residual rms (0: off).",
-                   default=0.0, check=lambda x: x >= 0)  # fmt: skip
-    cycleniter = Field(dtype=int, doc="Maximum iterations per minor cycle (-1: niter).", default=-1,
-                       check=lambda n: n >= -1)  # fmt: skip
-    cyclefactor = Field(dtype=float, doc="Scales the PSF-sidelobe based cycle threshold.", default=1.0,
-                        check=lambda x: x > 0)  # fmt: skip
-    minpsffraction = Field(dtype=float, doc="Lower limit of the cycle threshold as a fraction of the peak.",
-                           default=0.05, check=lambda x: 0 <= x <= 1)  # fmt: skip
-    maxpsffraction = Field(dtype=float, doc="Upper limit of the cycle threshold as a fraction of the peak.",
-                           default=0.8, check=lambda x: 0 <= x <= 1)  # fmt: skip
-    nmajor = Field(dtype=int, doc="Maximum major cycles after the dirty image (-1: no limit).", default=-1,
-                   check=lambda n: n >= -1)  # fmt: skip
+    threshold = Field(
+        dtype=str, doc="Stopping threshold on the peak residual, e.g. '2mJy'.", default="0.0Jy", check=_flux
+    )
+    nsigma = Field(
+        dtype=float,
+        doc="Stopping threshold in units of the robust residual rms (0: off).",
+        default=0.0,
+        check=lambda x: x >= 0,
+    )
+    cycleniter = Field(
+        dtype=int, doc="Maximum iterations per minor cycle (-1: niter).", default=-1, check=lambda n: n >= -1
+    )
+    cyclefactor = Field(
+        dtype=float, doc="Scales the PSF-sidelobe based cycle threshold.", default=1.0, check=lambda x: x > 0
+    )
+    minpsffraction = Field(
+        dtype=float,
+        doc="Lower limit of the cycle threshold as a fraction of the peak.",
+        default=0.05,
+        check=lambda x: 0 <= x <= 1,
+    )
+    maxpsffraction = Field(
+        dtype=float,
+        doc="Upper limit of the cycle threshold as a fraction of the peak.",
+        default=0.8,
+        check=lambda x: 0 <= x <= 1,
+    )
+    nmajor = Field(
+        dtype=int,
+        doc="Maximum major cycles after the dirty image (-1: no limit).",
+        default=-1,
+        check=lambda n: n >= -1,
+    )
 
     # Masking.
     usemask = ChoiceField(
         dtype=str,
         doc="Clean mask.",
-        allowed={"user": "the mask given (or none: clean everywhere)", "pb": "PB above pbmask",
-                 "auto-multithresh": "automatic (Kepley et al. 2020)"},
+        allowed={
+            "user": "the mask given (or none: clean everywhere)",
+            "pb": "PB above pbmask",
+            "auto-multithresh": "automatic (Kepley et al. 2020)",
+        },
         default="user",
-    )  # fmt: skip
+    )
     mask = Field(dtype=str, doc="User mask: a CASA region file/text or a mask image path.", default="")
-    pbmask = Field(dtype=float, doc="PB level for usemask='pb' (and the auto-multithresh PB mask).", default=0.0,
-                   check=lambda x: 0 <= x < 1)  # fmt: skip
+    pbmask = Field(
+        dtype=float,
+        doc="PB level for usemask='pb' (and the auto-multithresh PB mask).",
+        default=0.0,
+        check=lambda x: 0 <= x < 1,
+    )
     sidelobethreshold = Field(dtype=float, doc="auto-multithresh: x PSF sidelobe level x peak.", default=3.0)
     noisethreshold = Field(dtype=float, doc="auto-multithresh: x robust rms.", default=5.0)
     lownoisethreshold = Field(dtype=float, doc="auto-multithresh: x robust rms, for growing.", default=1.5)
-    negativethreshold = Field(dtype=float, doc="auto-multithresh: negative mask threshold (0: off).", default=0.0)
+    negativethreshold = Field(
+        dtype=float, doc="auto-multithresh: negative mask threshold (0: off).", default=0.0
+    )
     smoothfactor = Field(dtype=float, doc="auto-multithresh: smoothing kernel in beams.", default=1.0)
     minbeamfrac = Field(dtype=float, doc="auto-multithresh: smallest region kept, in beams.", default=0.3)
     cutthreshold = Field(dtype=float, doc="auto-multithresh: cut of the smoothed mask.", default=0.01)
     growiterations = Field(dtype=int, doc="auto-multithresh: binary-dilation iterations.", default=75)
     dogrowprune = Field(dtype=bool, doc="auto-multithresh: prune the grown mask.", default=True)
-    minpercentchange = Field(dtype=float, doc="auto-multithresh: stop masking a plane below this change.",
-                             default=-1.0)  # fmt: skip
+    minpercentchange = Field(
+        dtype=float, doc="auto-multithresh: stop masking a plane below this change.", default=-1.0
+    )
     fastnoise = Field(dtype=bool, doc="auto-multithresh: quick (MAD) noise estimate.", default=True)
 
     def validate(self) -> None:

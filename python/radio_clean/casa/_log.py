@@ -146,7 +146,7 @@ def _casa_console_captured() -> Iterator[None]:
         finally:
             _console_capture_depth = 0
             if faulthandler.is_enabled():
-                faulthandler.enable(file=sys.stderr)
+                faulthandler.enable(file=2)
             sys.stderr.flush()
             os.dup2(saved_fd, 2)
             os.close(saved_fd)

@@ -10,7 +10,7 @@ import casatools
 
 from ._log import CasaError, casa_log_forwarded
 
-__all__ = ["FieldInfo", "MsInfo", "SpectralWindowInfo", "read_ms_info"]
+__all__ = ["FieldInfo", "MsInfo", "SpectralWindowInfo", "read_ms_info", "spectral_windows_of_band"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,6 +105,46 @@ def _mjd_utc(seconds: float, reference: str) -> float:
     return epoch["m0"]["value"]
 
 
+_FRAME_NAMES = ("REST", "LSRK", "LSRD", "BARY", "GEO", "TOPO", "GALACTO", "LGROUP", "CMB")
+
+
+def _spectral_windows(metadata, frame_codes) -> tuple[SpectralWindowInfo, ...]:
+    spws = []
+    for spw_id in range(metadata.nspw()):
+        freqs = metadata.chanfreqs(spw_id)
+        code = int(frame_codes[spw_id])
+        spws.append(
+            SpectralWindowInfo(
+                spw_id=spw_id,
+                n_chan=len(freqs),
+                freq_min=float(min(freqs)),
+                freq_max=float(max(freqs)),
+                chan_width=float(metadata.chanwidths(spw_id)[0]),
+                freq_frame=_FRAME_NAMES[code] if code < len(_FRAME_NAMES) else str(code),
+            )
+        )
+    return tuple(spws)
+
+
+def spectral_windows_of_band(path: str, band: str) -> list[int]:
+    """Return the ids of the spectral windows of ``path`` whose set-up is the band ``band``."""
+    table = casatools.table()
+    metadata = casatools.msmetadata()
+    with casa_log_forwarded():
+        table.open(os.path.join(path, "SPECTRAL_WINDOW"), nomodify=True)
+        frame_codes = table.getcol("MEAS_FREQ_REF")
+        table.close()
+        metadata.open(path)
+        try:
+            spws = _spectral_windows(metadata, frame_codes)
+        finally:
+            metadata.close()
+    ids = [spw.spw_id for spw in spws if spw.band_name == band]
+    if not ids:
+        raise CasaError(f"{path} has no spectral window of band {band}.")
+    return ids
+
+
 def read_ms_info(path: str) -> MsInfo:
     """Read the metadata radio_clean needs from a MeasurementSet, read-only.
 
@@ -169,22 +209,7 @@ def read_ms_info(path: str) -> MsInfo:
             for name, field_ids in fields_by_name.items():
                 ra, dec = _direction_to_j2000(metadata.phasecenter(field_ids[0]))
                 fields.append(FieldInfo(name=name, field_ids=tuple(field_ids), ra_deg=ra, dec_deg=dec))
-            frame_names = ["REST", "LSRK", "LSRD", "BARY", "GEO", "TOPO", "GALACTO", "LGROUP", "CMB"]
-            spws = []
-            for spw_id in range(metadata.nspw()):
-                freqs = metadata.chanfreqs(spw_id)
-                widths = metadata.chanwidths(spw_id)
-                code = int(frame_codes[spw_id])
-                spws.append(
-                    SpectralWindowInfo(
-                        spw_id=spw_id,
-                        n_chan=len(freqs),
-                        freq_min=float(min(freqs)),
-                        freq_max=float(max(freqs)),
-                        chan_width=float(widths[0]),
-                        freq_frame=frame_names[code] if code < len(frame_names) else str(code),
-                    )
-                )
+            spws = _spectral_windows(metadata, frame_codes)
     except CasaError:
         raise
     except Exception as err:

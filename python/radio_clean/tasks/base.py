@@ -1,0 +1,130 @@
+"""Pieces shared by the CLEAN tasks: dimensions, image connections, CASA image kinds."""
+
+from __future__ import annotations
+
+__all__ = [
+    "IMAGE_DIMENSIONS",
+    "MAX_PSF_TERMS",
+    "casa_kind",
+    "connection_name",
+    "cycle_index",
+    "image_input",
+    "image_output",
+    "images_for_casa",
+    "images_from_casa",
+    "ms_selections",
+    "parameters_field",
+    "psf_connection_names",
+    "term_connection_names",
+    "visibilities_input",
+]
+
+from collections.abc import Mapping, Sequence
+
+from lsst.pex.config import ConfigField
+from lsst.pipe.base import connectionTypes as cT
+
+from ..casa import MsSelection, spectral_windows_of_band
+from ..image import RadioImage
+from ..ms import MeasurementSetHandle
+from ..parameters import MAX_TAYLOR_TERMS, CleanParametersConfig
+
+IMAGE_DIMENSIONS = ("instrument", "field", "band")
+"""Every image is of one field in one band (for all observations of it)."""
+
+MAX_PSF_TERMS = 2 * MAX_TAYLOR_TERMS - 1
+"""mtmfs makes 2 nterms - 1 PSF (and sum-of-weight) Taylor terms."""
+
+
+def visibilities_input():
+    """Connection to every MeasurementSet that observed the quantum's field in its band."""
+    return cT.Input(
+        doc="MeasurementSets (ingested with radio-clean ingest) that contain this field and band.",
+        name="visibilities",
+        storageClass="MeasurementSet",
+        dimensions=("instrument", "observation"),
+        multiple=True,
+    )
+
+
+def image_input(name: str, doc: str, *, dimensions: Sequence[str] = IMAGE_DIMENSIONS):
+    """An input `RadioImage` connection."""
+    return cT.Input(doc=doc, name=name, storageClass="RadioImage", dimensions=dimensions)
+
+
+def image_output(name: str, doc: str, *, dimensions: Sequence[str] = IMAGE_DIMENSIONS):
+    """An output `RadioImage` connection."""
+    return cT.Output(doc=doc, name=name, storageClass="RadioImage", dimensions=dimensions)
+
+
+def term_connection_names(base: str, count: int) -> list[str]:
+    """Connection names of ``count`` Taylor terms: ``model``, ``model_tt1``, ..."""
+    return [base] + [f"{base}_tt{term}" for term in range(1, count)]
+
+
+def psf_connection_names(base: str, parameters: CleanParametersConfig) -> list[str]:
+    """Connection names of the PSF-like terms (psf, sumwt, weight) the parameters make."""
+    return term_connection_names(base, 2 * parameters.term_count - 1)
+
+
+def casa_kind(name: str, parameters: CleanParametersConfig) -> str:
+    """CASA image kind of a connection: ``model_tt1`` -> ``model.tt1``; ``psf`` -> ``psf.tt0`` for mtmfs."""
+    base, _, term = name.partition("_tt")
+    if parameters.deconvolver != "mtmfs" or base in ("pb", "mask", "alpha", "image_pbcor"):
+        return {"image_pbcor": "image.pbcor", "alpha_error": "alpha.error"}.get(name, name)
+    return f"{base}.tt{term or 0}"
+
+
+def connection_name(kind: str) -> str:
+    """Connection name of a CASA image kind: ``model.tt1`` -> ``model_tt1``, ``model.tt0`` -> ``model``."""
+    kind = kind.replace(".tt0", "")
+    return kind.replace(".tt", "_tt").replace(".pbcor", "_pbcor").replace(".error", "_error")
+
+
+def images_for_casa(
+    images: Mapping[str, RadioImage], parameters: CleanParametersConfig
+) -> dict[str, RadioImage]:
+    """Key images by CASA kind (dropping per-cycle suffixes of connection names)."""
+    return {casa_kind(name, parameters): image for name, image in images.items()}
+
+
+def images_from_casa(images: Mapping[str, RadioImage]) -> dict[str, RadioImage]:
+    """Key CASA-made images by connection name."""
+    return {connection_name(kind): image for kind, image in images.items()}
+
+
+def cycle_index(label: str) -> int:
+    """Number of a cycle template value: ``c3`` -> 3."""
+    if not (label.startswith("c") and label[1:].isdigit()):
+        raise ValueError(f"Cycle template {label!r} is not of the form c<N> (c0, c1, ...).")
+    return int(label[1:])
+
+
+def ms_selections(
+    visibilities: Sequence[MeasurementSetHandle], field: str, band: str
+) -> list[MsSelection]:
+    """Select a field and band from each MeasurementSet.
+
+    Parameters
+    ----------
+    visibilities : `~collections.abc.Sequence` [`MeasurementSetHandle`]
+        The MeasurementSets.
+    field : `str`
+        Field name (the ``field`` dimension).
+    band : `str`
+        Band name (the ``band`` dimension); the spectral windows of that
+        set-up are selected in each MS.
+    """
+    selections = []
+    for handle in sorted(visibilities, key=lambda h: h.path):
+        spws = spectral_windows_of_band(handle.path, band)
+        selections.append(MsSelection(path=handle.path, field=field, spw=",".join(str(s) for s in spws)))
+    return selections
+
+
+def parameters_field() -> ConfigField:
+    """The ``parameters`` field every CLEAN task config has."""
+    return ConfigField(
+        dtype=CleanParametersConfig,
+        doc="tclean parameters (same names, meanings and defaults); must be the same in every task of a run.",
+    )
