@@ -106,8 +106,17 @@ class AutoMaskParameters:
     """Primary-beam level below which nothing is masked (and no statistics are taken); 0: none."""
 
     def __post_init__(self) -> None:
-        for name in ("sidelobethreshold", "noisethreshold", "lownoisethreshold", "negativethreshold",
-                     "smoothfactor", "minbeamfrac", "cutthreshold", "minpercentchange", "pbmask"):
+        for name in (
+            "sidelobethreshold",
+            "noisethreshold",
+            "lownoisethreshold",
+            "negativethreshold",
+            "smoothfactor",
+            "minbeamfrac",
+            "cutthreshold",
+            "minpercentchange",
+            "pbmask",
+        ):
             if not math.isfinite(getattr(self, name)):
                 raise ValueError(f"AutoMaskParameters.{name} must be finite, not {getattr(self, name)}.")
         if self.smoothfactor <= 0:
@@ -636,7 +645,9 @@ def auto_multithresh(
     positive = state.positive_mask.copy()
     negative = np.zeros(cube.shape, dtype=bool) if params.negativethreshold > 0 else None
     flags = state.channel_flags.copy()
-    prune_size = float(np.float32(params.minbeamfrac * np.float32(beam.area))) if params.minbeamfrac > 0 else 0.0
+    prune_size = (
+        float(np.float32(params.minbeamfrac * np.float32(beam.area))) if params.minbeamfrac > 0 else 0.0
+    )
     smooth_beam = beam.scaled(params.smoothfactor)
     kernel = gaussian_kernel(smooth_beam)
     do_grow = iteration_done > 0 and params.growiterations > 0
@@ -645,7 +656,12 @@ def auto_multithresh(
     kinds = np.empty((nstokes, nchan), dtype=object)
     _log.debug(
         "auto-multithresh: %d x %d planes, beam %.3f x %.3f pix at %.1f deg, prune size %.4g, %s",
-        nstokes, nchan, beam.major, beam.minor, beam.pa_deg, prune_size,
+        nstokes,
+        nchan,
+        beam.major,
+        beam.minor,
+        beam.pa_deg,
+        prune_size,
         "growing" if do_grow else "no growth (first cycle)" if params.growiterations > 0 else "no growth",
     )
 
@@ -700,8 +716,9 @@ def auto_multithresh(
 
             n_negative = 0
             if negative is not None:
-                neg = smooth_and_cut(threshold_mask(plane, thr.negative), smooth_beam, params.cutthreshold,
-                                     kernel=kernel)
+                neg = smooth_and_cut(
+                    threshold_mask(plane, thr.negative), smooth_beam, params.cutthreshold, kernel=kernel
+                )
                 negative[istokes, ichan] = neg
                 n_negative = int(np.count_nonzero(neg))
 
@@ -709,9 +726,24 @@ def auto_multithresh(
                 "%s median=%.6g rms=%.6g (MAD %.6g over %d pix) peak=%.6g: %s threshold %.6g "
                 "(sidelobe %.6g, noise %.6g), low %.6g, negative %.6g; regions %d pruned %d; "
                 "grown regions %d pruned %d; negative pixels %d; positive mask %d pixels",
-                label, stats.median, stats.rms, stats.mad, stats.npix, stats.peak, thr.kind, thr.mask,
-                thr.sidelobe, thr.noise, thr.low, thr.negative, n_regions, n_pruned, n_grow_regions,
-                n_grow_pruned, n_negative, int(np.count_nonzero(pos)),
+                label,
+                stats.median,
+                stats.rms,
+                stats.mad,
+                stats.npix,
+                stats.peak,
+                thr.kind,
+                thr.mask,
+                thr.sidelobe,
+                thr.noise,
+                thr.low,
+                thr.negative,
+                n_regions,
+                n_pruned,
+                n_grow_regions,
+                n_grow_pruned,
+                n_negative,
+                int(np.count_nonzero(pos)),
             )
 
     mask = previous | positive
@@ -747,6 +779,8 @@ def _update_channel_flags(
             flags[ichan] = True
             _log.info(
                 "[C%d] stopping masking for this channel (%s).",
-                ichan, "empty mask with the noise threshold" if current == 0 else
-                f"mask changed by {change} of {before} pixels",
+                ichan,
+                "empty mask with the noise threshold"
+                if current == 0
+                else f"mask changed by {change} of {before} pixels",
             )

@@ -12,7 +12,13 @@ __all__ = [
     "image_output",
     "images_for_casa",
     "images_from_casa",
+    "PsfProductConnections",
+    "images_named",
+    "images_of",
     "ms_selections",
+    "psf_product_images",
+    "psf_products",
+    "remove_unused_terms",
     "parameters_field",
     "psf_connection_names",
     "term_connection_names",
@@ -22,6 +28,7 @@ __all__ = [
 from collections.abc import Mapping, Sequence
 
 from lsst.pex.config import ConfigField
+from lsst.pipe.base import PipelineTaskConnections
 from lsst.pipe.base import connectionTypes as cT
 
 from ..casa import MsSelection, spectral_windows_of_band
@@ -100,9 +107,7 @@ def cycle_index(label: str) -> int:
     return int(label[1:])
 
 
-def ms_selections(
-    visibilities: Sequence[MeasurementSetHandle], field: str, band: str
-) -> list[MsSelection]:
+def ms_selections(visibilities: Sequence[MeasurementSetHandle], field: str, band: str) -> list[MsSelection]:
     """Select a field and band from each MeasurementSet.
 
     Parameters
@@ -120,6 +125,84 @@ def ms_selections(
         spws = spectral_windows_of_band(handle.path, band)
         selections.append(MsSelection(path=handle.path, field=field, spw=",".join(str(s) for s in spws)))
     return selections
+
+
+def psf_products(parameters) -> list[str]:
+    """Connection names of what MakePsfTask makes with these parameters."""
+    names = ["pb"] + psf_connection_names("psf", parameters) + psf_connection_names("sumwt", parameters)
+    if parameters.gridder == "mosaic":
+        names += psf_connection_names("weight", parameters)
+    return names
+
+
+def remove_unused_terms(connections: PipelineTaskConnections, config) -> None:
+    """Drop the connections of images that these parameters do not make (Taylor terms, weights)."""
+    if config is None:
+        return
+    parameters = config.parameters
+    made = set(psf_products(parameters))
+    for name in list(connections.inputs | connections.outputs):
+        base, tt, term = name.partition("_tt")
+        if base in ("psf", "sumwt", "weight") and name not in made:
+            delattr(connections, name)
+        elif (
+            tt
+            and base.rsplit("_", 1)[-1] in ("model", "residual", "image")
+            and int(term) >= (parameters.term_count)
+        ):
+            delattr(connections, name)
+
+
+def images_named(inputs: Mapping[str, object], prefix: str) -> dict[str, RadioImage]:
+    """Pick the images of connections starting with ``prefix``, keyed without it.
+
+    ``images_named(inputs, "previous_")`` turns ``previous_residual_tt1`` into
+    ``residual_tt1``.
+    """
+    return {
+        name.removeprefix(prefix): value
+        for name, value in inputs.items()
+        if name.startswith(prefix) and isinstance(value, RadioImage)
+    }
+
+
+def images_of(inputs: Mapping[str, object], base: str) -> dict[str, RadioImage] | None:
+    """Pick the Taylor terms of one image (``model``, ``model_tt1``...) out of a task's inputs."""
+    images = {name: value for name, value in inputs.items() if name == base or name.startswith(f"{base}_tt")}
+    return images or None
+
+
+def psf_product_images(
+    inputs: Mapping[str, object], parameters: CleanParametersConfig
+) -> dict[str, RadioImage]:
+    """Pick MakePsfTask's images out of a task's inputs."""
+    return {name: inputs[name] for name in psf_products(parameters)}
+
+
+class PsfProductConnections(PipelineTaskConnections, dimensions=IMAGE_DIMENSIONS):
+    """Inputs every task after MakePsfTask reads: the MSs and MakePsfTask's images."""
+
+    visibilities = visibilities_input()
+    psf = image_input("psf", "PSF from MakePsfTask (Taylor term 0 for mtmfs), with the fitted beam.")
+    psf_tt1 = image_input("psf_tt1", "PSF Taylor term 1 (mtmfs).")
+    psf_tt2 = image_input("psf_tt2", "PSF Taylor term 2 (mtmfs).")
+    psf_tt3 = image_input("psf_tt3", "PSF Taylor term 3 (mtmfs, nterms=3).")
+    psf_tt4 = image_input("psf_tt4", "PSF Taylor term 4 (mtmfs, nterms=3).")
+    pb = image_input("pb", "Primary beam from MakePsfTask.")
+    sumwt = image_input("sumwt", "Sum of weights from MakePsfTask (Taylor term 0 for mtmfs).")
+    sumwt_tt1 = image_input("sumwt_tt1", "Sum of weights Taylor term 1 (mtmfs).")
+    sumwt_tt2 = image_input("sumwt_tt2", "Sum of weights Taylor term 2 (mtmfs).")
+    sumwt_tt3 = image_input("sumwt_tt3", "Sum of weights Taylor term 3 (mtmfs, nterms=3).")
+    sumwt_tt4 = image_input("sumwt_tt4", "Sum of weights Taylor term 4 (mtmfs, nterms=3).")
+    weight = image_input("weight", "Gridded weights (mosaic gridder only).")
+    weight_tt1 = image_input("weight_tt1", "Gridded weights Taylor term 1 (mosaic, mtmfs).")
+    weight_tt2 = image_input("weight_tt2", "Gridded weights Taylor term 2 (mosaic, mtmfs).")
+    weight_tt3 = image_input("weight_tt3", "Gridded weights Taylor term 3 (mosaic, mtmfs, nterms=3).")
+    weight_tt4 = image_input("weight_tt4", "Gridded weights Taylor term 4 (mosaic, mtmfs, nterms=3).")
+
+    def __init__(self, *, config=None):
+        super().__init__(config=config)
+        remove_unused_terms(self, config)
 
 
 def parameters_field() -> ConfigField:

@@ -1,0 +1,94 @@
+"""Quick-look figures: a restored image with its beam, and CLEAN's convergence."""
+
+from __future__ import annotations
+
+__all__ = ["convergence_figure", "image_figure"]
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.patches import Ellipse
+
+from .image import RadioImage
+
+
+def image_figure(image: RadioImage, *, title: str) -> Figure:
+    """Draw the first plane of ``image`` on sky axes, with a colour bar and the restoring beam.
+
+    Parameters
+    ----------
+    image : `RadioImage`
+        Image to draw (Stokes 0, channel 0).
+    title : `str`
+        Figure title.
+
+    Returns
+    -------
+    figure : `matplotlib.figure.Figure`
+        The figure (no pyplot state is touched).
+    """
+    figure = Figure(figsize=(7, 6), dpi=100)
+    axes = figure.add_subplot(projection=image.wcs.celestial)
+    plane = image.pixels[0, 0]
+    finite = plane[np.isfinite(plane)]
+    low, high = np.percentile(finite, [0.5, 99.9]) if finite.size else (0.0, 1.0)
+    shown = axes.imshow(plane, origin="lower", cmap="inferno", vmin=low, vmax=high)
+    colour_bar = figure.colorbar(shown, ax=axes)
+    colour_bar.set_label(image.brightness_unit or "")
+    axes.set_xlabel("Right ascension")
+    axes.set_ylabel("Declination")
+    axes.set_title(title)
+    beam = image.restoring_beam
+    if beam is not None and not hasattr(beam, "n_chan"):
+        cell_arcsec = abs(image.wcs.celestial.wcs.cdelt[1]) * 3600.0
+        ny, nx = plane.shape
+        # Ellipse angle is counter-clockwise from +x; a beam PA is east (-x) of north (+y).
+        axes.add_patch(
+            Ellipse(
+                (0.08 * nx, 0.08 * ny),
+                width=beam.minor_arcsec / cell_arcsec,
+                height=beam.major_arcsec / cell_arcsec,
+                angle=beam.pa_deg,
+                facecolor="none",
+                edgecolor="cyan",
+                linewidth=1.5,
+                label="restoring beam",
+            )
+        )
+    return figure
+
+
+def convergence_figure(summary: Mapping[str, Any], *, title: str) -> Figure:
+    """Draw the peak residual before each minor cycle and the iterations done.
+
+    Parameters
+    ----------
+    summary : `~collections.abc.Mapping`
+        Final iteration summary (DeconvolveTask's ``summary`` dataset).
+    title : `str`
+        Figure title.
+
+    Returns
+    -------
+    figure : `matplotlib.figure.Figure`
+        The figure.
+    """
+    figure = Figure(figsize=(7, 4), dpi=100)
+    axes = figure.add_subplot()
+    peaks = summary.get("peak_residual_before_cycle", [])
+    cycles = np.arange(1, len(peaks) + 1)
+    axes.semilogy(
+        cycles, np.maximum(np.abs(peaks), 1e-12), "o-", label="peak residual before the minor cycle"
+    )
+    axes.set_xlabel("cycle")
+    axes.set_ylabel("peak residual")
+    axes.set_title(
+        f"{title}: {summary.get('iterdone', 0)} iterations, {summary.get('nmajordone', 0)} major cycles, "
+        f"stop: {summary.get('stop_reason', '?')}",
+        fontsize=9,
+    )
+    axes.grid(True, which="both", alpha=0.3)
+    axes.legend(fontsize=8)
+    return figure

@@ -1,0 +1,197 @@
+"""DeconvolveTask: tclean's convergence check and one minor cycle."""
+
+from __future__ import annotations
+
+__all__ = ["DeconvolveConfig", "DeconvolveConnections", "DeconvolveTask"]
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from lsst.pipe.base import PipelineTask, PipelineTaskConfig, Struct
+from lsst.pipe.base import connectionTypes as cT
+from lsst.utils.timer import timeMethod
+
+from ..casa import IterationHistory, run_minor_cycle
+from ..image import RadioImage
+from ..ms import MeasurementSetHandle
+from .base import (
+    IMAGE_DIMENSIONS,
+    PsfProductConnections,
+    cycle_index,
+    image_input,
+    image_output,
+    images_for_casa,
+    images_from_casa,
+    images_named,
+    ms_selections,
+    parameters_field,
+    psf_product_images,
+    term_connection_names,
+)
+
+
+def _empty_models(residual: Mapping[str, RadioImage]) -> dict[str, RadioImage]:
+    """Zero models shaped like the residuals, for CLEAN that stops before its first minor cycle."""
+    return {
+        name.replace("residual", "model"): image.replace(
+            pixels=np.zeros_like(image.pixels), brightness_unit="Jy/pixel", restoring_beam=None
+        )
+        for name, image in residual.items()
+    }
+
+
+class DeconvolveConnections(
+    PsfProductConnections,
+    dimensions=IMAGE_DIMENSIONS,
+    defaultTemplates={"cycle": "c1", "previous": "c0"},
+):
+    """Connections of DeconvolveTask for minor cycle ``cycle``."""
+
+    previous_residual = image_input("residual_{previous}", "Residual to clean (Taylor term 0 for mtmfs).")
+    previous_residual_tt1 = image_input("residual_tt1_{previous}", "Residual Taylor term 1 (mtmfs).")
+    previous_residual_tt2 = image_input(
+        "residual_tt2_{previous}", "Residual Taylor term 2 (mtmfs, nterms=3)."
+    )
+    previous_model = image_input("model_{previous}", "Model so far (term 0); none before the first cycle.")
+    previous_model_tt1 = image_input("model_tt1_{previous}", "Model Taylor term 1 (mtmfs).")
+    previous_model_tt2 = image_input("model_tt2_{previous}", "Model Taylor term 2 (mtmfs, nterms=3).")
+    previous_summary = cT.Input(
+        doc="Iteration summary (with the iteration controller's history) of the previous cycle.",
+        name="summary_{previous}",
+        storageClass="StructuredDataDict",
+        dimensions=IMAGE_DIMENSIONS,
+    )
+    mask = image_input("mask_{cycle}", "This cycle's clean mask from AutoMaskTask.")
+    model = image_output("model_{cycle}", "Model after this minor cycle (Taylor term 0 for mtmfs), Jy/pixel.")
+    model_tt1 = image_output("model_tt1_{cycle}", "Model Taylor term 1 (mtmfs).")
+    model_tt2 = image_output("model_tt2_{cycle}", "Model Taylor term 2 (mtmfs, nterms=3).")
+    summary = cT.Output(
+        doc="Iteration summary after this cycle: iterdone, nmajordone, stop code and reason, peak residuals, "
+        "and the records that let the next cycle rebuild tclean's iteration controller.",
+        name="summary_{cycle}",
+        storageClass="StructuredDataDict",
+        dimensions=IMAGE_DIMENSIONS,
+    )
+
+    def __init__(self, *, config=None):
+        super().__init__(config=config)
+        if config is not None and cycle_index(config.connections.cycle) == 1:
+            for name in ("previous_model", "previous_model_tt1", "previous_model_tt2", "previous_summary"):
+                if name in self.inputs:
+                    delattr(self, name)
+
+
+class DeconvolveConfig(PipelineTaskConfig, pipelineConnections=DeconvolveConnections):
+    """Configuration of DeconvolveTask."""
+
+    parameters = parameters_field()
+
+    def validate(self) -> None:
+        super().validate()
+        cycle = cycle_index(self.connections.cycle)
+        if cycle < 1 or self.connections.previous != f"c{cycle - 1}":
+            raise ValueError(
+                f"DeconvolveTask runs in cycles c1 and later with connections.previous = c{cycle - 1}."
+            )
+
+
+class DeconvolveTask(PipelineTask):
+    """Decide, as tclean does, whether CLEAN has converged; if not, run a minor cycle.
+
+    The iteration controller (cycle threshold from the PSF sidelobe level and
+    ``cyclefactor``, ``cycleniter``, ``niter``, ``threshold``, ``nsigma``,
+    ``nmajor``, stop codes) is CASA's own, rebuilt from the previous cycle's
+    summary, so its decisions are tclean's. After convergence the model and
+    summary are passed on unchanged.
+    """
+
+    ConfigClass = DeconvolveConfig
+    _DefaultName = "deconvolve"
+
+    @timeMethod
+    def run(
+        self,
+        *,
+        visibilities: Sequence[MeasurementSetHandle],
+        field: str,
+        band: str,
+        psf_products: Mapping[str, RadioImage],
+        residual: Mapping[str, RadioImage],
+        mask: RadioImage,
+        model: Mapping[str, RadioImage] | None = None,
+        previous_summary: Mapping[str, Any] | None = None,
+    ) -> Struct:
+        """Run this cycle's convergence check and minor cycle.
+
+        Parameters
+        ----------
+        visibilities : `~collections.abc.Sequence` [`MeasurementSetHandle`]
+            MeasurementSets (only their image definition is used).
+        field, band : `str`
+            Field and band names.
+        psf_products : `~collections.abc.Mapping` [`str`, `RadioImage`]
+            MakePsfTask's images by connection name.
+        residual : `~collections.abc.Mapping` [`str`, `RadioImage`]
+            The residual to clean, by connection name.
+        mask : `RadioImage`
+            This cycle's clean mask.
+        model : `~collections.abc.Mapping` [`str`, `RadioImage`], optional
+            The model so far (none before the first cycle).
+        previous_summary : `~collections.abc.Mapping`, optional
+            The previous cycle's summary (none before the first cycle).
+
+        Returns
+        -------
+        result : `lsst.pipe.base.Struct`
+            ``model`` (and ``model_tt1``...) and ``summary``.
+        """
+        cycle = cycle_index(self.config.connections.cycle)
+        parameters = self.config.parameters
+        history = (
+            IterationHistory.from_dict(previous_summary["history"])
+            if previous_summary
+            else IterationHistory()
+        )
+        if history.converged:
+            return Struct(**model, summary={**previous_summary, "cycle": cycle})
+        images = images_for_casa({**psf_products, **residual, **(model or {}), "mask": mask}, parameters)
+        result = run_minor_cycle(
+            parameters.to_tclean(), images, history, ms_selections(visibilities, field, band)
+        )
+        models = images_from_casa(result.models) or _empty_models(residual)
+        summary = {"cycle": cycle, **result.summary, "history": result.history.to_dict()}
+        if result.history.converged:
+            self.log.info(
+                "Cycle c%d: CLEAN converged: %s (stop code %d), %d iterations, %d major cycles.",
+                cycle,
+                summary["stop_reason"],
+                summary["stopcode"],
+                summary["iterdone"],
+                summary["nmajordone"],
+            )
+        else:
+            self.log.info(
+                "Cycle c%d: %d iterations so far, cycle threshold %.6g.",
+                cycle,
+                summary["iterdone"],
+                summary["cyclethreshold"],
+            )
+        terms = term_connection_names("model", parameters.term_count)
+        return Struct(**{name: models[name] for name in terms}, summary=summary)
+
+    def runQuantum(self, butlerQC, inputRefs, outputRefs):
+        inputs = butlerQC.get(inputRefs)
+        data_id = butlerQC.quantum.dataId
+        previous = images_named(inputs, "previous_")
+        outputs = self.run(
+            visibilities=inputs["visibilities"],
+            field=data_id["field"],
+            band=data_id["band"],
+            psf_products=psf_product_images(inputs, self.config.parameters),
+            residual={name: image for name, image in previous.items() if name.startswith("residual")},
+            model={name: image for name, image in previous.items() if name.startswith("model")} or None,
+            mask=inputs["mask"],
+            previous_summary=inputs.get("previous_summary"),
+        )
+        butlerQC.put(outputs, outputRefs)

@@ -1,0 +1,159 @@
+"""MajorCycleTask: one major cycle (predict the model, grid the residual visibilities)."""
+
+from __future__ import annotations
+
+__all__ = ["MajorCycleConfig", "MajorCycleConnections", "MajorCycleTask"]
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from lsst.pipe.base import PipelineTask, PipelineTaskConfig, Struct
+from lsst.pipe.base import connectionTypes as cT
+from lsst.utils.timer import timeMethod
+
+from ..casa import run_major_cycle
+from ..image import RadioImage
+from ..ms import MeasurementSetHandle
+from .base import (
+    IMAGE_DIMENSIONS,
+    PsfProductConnections,
+    cycle_index,
+    image_input,
+    image_output,
+    images_for_casa,
+    images_from_casa,
+    images_named,
+    images_of,
+    ms_selections,
+    parameters_field,
+    psf_product_images,
+    term_connection_names,
+)
+
+
+class MajorCycleConnections(
+    PsfProductConnections,
+    dimensions=IMAGE_DIMENSIONS,
+    defaultTemplates={"cycle": "c0", "previous": "none"},
+):
+    """Connections of MajorCycleTask; ``cycle`` c0 makes the dirty image."""
+
+    model = image_input("model_{cycle}", "Model after this cycle's minor cycle (Taylor term 0 for mtmfs).")
+    model_tt1 = image_input("model_tt1_{cycle}", "Model Taylor term 1 (mtmfs).")
+    model_tt2 = image_input("model_tt2_{cycle}", "Model Taylor term 2 (mtmfs, nterms=3).")
+    summary = cT.Input(
+        doc="Iteration summary after this cycle's minor cycle; says whether CLEAN has converged.",
+        name="summary_{cycle}",
+        storageClass="StructuredDataDict",
+        dimensions=IMAGE_DIMENSIONS,
+    )
+    previous_residual = image_input(
+        "residual_{previous}", "Residual of the previous cycle (passed on once converged)."
+    )
+    previous_residual_tt1 = image_input("residual_tt1_{previous}", "Previous residual Taylor term 1 (mtmfs).")
+    previous_residual_tt2 = image_input("residual_tt2_{previous}", "Previous residual Taylor term 2 (mtmfs).")
+    residual = image_output("residual_{cycle}", "Residual image after this cycle (Taylor term 0 for mtmfs).")
+    residual_tt1 = image_output("residual_tt1_{cycle}", "Residual Taylor term 1 (mtmfs).")
+    residual_tt2 = image_output("residual_tt2_{cycle}", "Residual Taylor term 2 (mtmfs, nterms=3).")
+
+    def __init__(self, *, config=None):
+        super().__init__(config=config)
+        if config is not None and cycle_index(config.connections.cycle) == 0:
+            for name in list(self.inputs):
+                if name.startswith(("model", "previous_residual")) or name == "summary":
+                    delattr(self, name)
+
+
+class MajorCycleConfig(PipelineTaskConfig, pipelineConnections=MajorCycleConnections):
+    """Configuration of MajorCycleTask."""
+
+    parameters = parameters_field()
+
+    def validate(self) -> None:
+        super().validate()
+        cycle = cycle_index(self.connections.cycle)
+        if cycle > 0 and self.connections.previous != f"c{cycle - 1}":
+            raise ValueError(f"connections.previous must be c{cycle - 1} for cycle c{cycle}.")
+
+
+class MajorCycleTask(PipelineTask):
+    """Make the residual image of one field in one band from all its observations.
+
+    Cycle c0 grids the visibilities into the dirty image. Later cycles
+    subtract the model's visibilities (predicted on the fly; the MS is
+    opened read-only and no model column is written) and grid the residual.
+    Once the iteration summary says CLEAN has converged, the previous
+    residual is passed on without gridding.
+    """
+
+    ConfigClass = MajorCycleConfig
+    _DefaultName = "majorCycle"
+
+    @timeMethod
+    def run(
+        self,
+        *,
+        visibilities: Sequence[MeasurementSetHandle],
+        field: str,
+        band: str,
+        psf_products: Mapping[str, RadioImage],
+        model: Mapping[str, RadioImage] | None = None,
+        summary: Mapping[str, Any] | None = None,
+        previous_residual: Mapping[str, RadioImage] | None = None,
+    ) -> Struct:
+        """Run one major cycle.
+
+        Parameters
+        ----------
+        visibilities : `~collections.abc.Sequence` [`MeasurementSetHandle`]
+            MeasurementSets (read-only).
+        field, band : `str`
+            Field and band names.
+        psf_products : `~collections.abc.Mapping` [`str`, `RadioImage`]
+            MakePsfTask's images by connection name (psf, pb, sumwt...).
+        model : `~collections.abc.Mapping` [`str`, `RadioImage`], optional
+            The model by connection name (``model``, ``model_tt1``...); none
+            for the dirty image.
+        summary : `~collections.abc.Mapping`, optional
+            This cycle's iteration summary from DeconvolveTask.
+        previous_residual : `~collections.abc.Mapping` [`str`, `RadioImage`], optional
+            The previous cycle's residual, passed on once converged.
+
+        Returns
+        -------
+        result : `lsst.pipe.base.Struct`
+            ``residual`` (and ``residual_tt1``... for mtmfs).
+        """
+        parameters = self.config.parameters
+        if summary is not None and summary["converged"]:
+            self.log.info("Converged (%s): no gridding in this cycle.", summary["stop_reason"])
+            return Struct(**previous_residual)
+        images = images_for_casa({**psf_products, **(model or {})}, parameters)
+        residuals = images_from_casa(
+            run_major_cycle(ms_selections(visibilities, field, band), parameters.to_tclean(), images)
+        )
+        peak = float(abs(residuals["residual"].pixels).max())
+        self.log.info(
+            "Major cycle %s of %s in %s: peak residual %.6g.",
+            self.config.connections.cycle,
+            field,
+            band,
+            peak,
+        )
+        return Struct(
+            **{name: residuals[name] for name in term_connection_names("residual", parameters.term_count)}
+        )
+
+    def runQuantum(self, butlerQC, inputRefs, outputRefs):
+        inputs = butlerQC.get(inputRefs)
+        data_id = butlerQC.quantum.dataId
+        outputs = self.run(
+            visibilities=inputs["visibilities"],
+            field=data_id["field"],
+            band=data_id["band"],
+            psf_products=psf_product_images(inputs, self.config.parameters),
+            model=images_of(inputs, "model"),
+            summary=inputs.get("summary"),
+            previous_residual=images_named(inputs, "previous_") or None,
+        )
+        butlerQC.put(outputs, outputRefs)

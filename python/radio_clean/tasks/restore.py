@@ -1,0 +1,177 @@
+"""RestoreTask: restored and primary-beam corrected images, quick-look figures."""
+
+from __future__ import annotations
+
+__all__ = ["RestoreConfig", "RestoreConnections", "RestoreTask"]
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from lsst.pipe.base import PipelineTask, PipelineTaskConfig, Struct
+from lsst.pipe.base import connectionTypes as cT
+from lsst.utils.timer import timeMethod
+
+from ..casa import restore_images
+from ..image import RadioImage
+from ..ms import MeasurementSetHandle
+from ..quicklook import convergence_figure, image_figure
+from .base import (
+    IMAGE_DIMENSIONS,
+    PsfProductConnections,
+    image_input,
+    image_output,
+    images_for_casa,
+    images_from_casa,
+    images_named,
+    ms_selections,
+    parameters_field,
+    psf_product_images,
+    term_connection_names,
+)
+
+
+class RestoreConnections(
+    PsfProductConnections, dimensions=IMAGE_DIMENSIONS, defaultTemplates={"final": "c1"}
+):
+    """Connections of RestoreTask; ``final`` is the last cycle of the pipeline."""
+
+    final_residual = image_input("residual_{final}", "Final residual (Taylor term 0 for mtmfs).")
+    final_residual_tt1 = image_input("residual_tt1_{final}", "Final residual Taylor term 1 (mtmfs).")
+    final_residual_tt2 = image_input(
+        "residual_tt2_{final}", "Final residual Taylor term 2 (mtmfs, nterms=3)."
+    )
+    final_model = image_input("model_{final}", "Final model (Taylor term 0 for mtmfs).")
+    final_model_tt1 = image_input("model_tt1_{final}", "Final model Taylor term 1 (mtmfs).")
+    final_model_tt2 = image_input("model_tt2_{final}", "Final model Taylor term 2 (mtmfs, nterms=3).")
+    final_summary = cT.Input(
+        doc="Final iteration summary.",
+        name="summary_{final}",
+        storageClass="StructuredDataDict",
+        dimensions=IMAGE_DIMENSIONS,
+    )
+    image = image_output("image", "Restored image: model x beam + residual (Taylor term 0 for mtmfs).")
+    image_tt1 = image_output("image_tt1", "Restored Taylor term 1 (mtmfs).")
+    image_tt2 = image_output("image_tt2", "Restored Taylor term 2 (mtmfs, nterms=3).")
+    image_pbcor = image_output("image_pbcor", "Restored image divided by the primary beam (pbcor=True).")
+    alpha = image_output("alpha", "Spectral index from the Taylor terms (mtmfs).")
+    alpha_error = image_output("alpha_error", "Spectral index error (mtmfs).")
+    image_png = cT.Output(
+        doc="Quick-look PNG of the restored image with the beam and a colour bar.",
+        name="image_png",
+        storageClass="Plot",
+        dimensions=IMAGE_DIMENSIONS,
+    )
+    convergence_png = cT.Output(
+        doc="Quick-look PNG of the peak residual per cycle.",
+        name="convergence_png",
+        storageClass="Plot",
+        dimensions=IMAGE_DIMENSIONS,
+    )
+    clean_summary = cT.Output(
+        doc="Final iteration summary (iterdone, nmajordone, stop code and reason, peak residual per cycle).",
+        name="clean_summary",
+        storageClass="StructuredDataDict",
+        dimensions=IMAGE_DIMENSIONS,
+    )
+
+    def __init__(self, *, config=None):
+        super().__init__(config=config)
+        if config is None:
+            return
+        if not config.parameters.pbcor:
+            del self.image_pbcor
+        if config.parameters.deconvolver != "mtmfs":
+            del self.alpha
+            del self.alpha_error
+
+
+class RestoreConfig(PipelineTaskConfig, pipelineConnections=RestoreConnections):
+    """Configuration of RestoreTask."""
+
+    parameters = parameters_field()
+
+
+class RestoreTask(PipelineTask):
+    """Restore the final model with the restoring beam and add the final residual.
+
+    The beam is the one fitted to the PSF, or ``restoringbeam`` if set. With
+    ``pbcor`` the restored image is also divided by the primary beam; for
+    mtmfs the Taylor-term images give the spectral index and its error.
+    """
+
+    ConfigClass = RestoreConfig
+    _DefaultName = "restore"
+
+    @timeMethod
+    def run(
+        self,
+        *,
+        visibilities: Sequence[MeasurementSetHandle],
+        field: str,
+        band: str,
+        psf_products: Mapping[str, RadioImage],
+        residual: Mapping[str, RadioImage],
+        model: Mapping[str, RadioImage],
+        summary: Mapping[str, Any],
+    ) -> Struct:
+        """Make the restored images and quick-look figures.
+
+        Parameters
+        ----------
+        visibilities : `~collections.abc.Sequence` [`MeasurementSetHandle`]
+            MeasurementSets (only their image definition is used).
+        field, band : `str`
+            Field and band names.
+        psf_products : `~collections.abc.Mapping` [`str`, `RadioImage`]
+            MakePsfTask's images by connection name.
+        residual, model : `~collections.abc.Mapping` [`str`, `RadioImage`]
+            Final residual and model by connection name.
+        summary : `~collections.abc.Mapping`
+            Final iteration summary.
+
+        Returns
+        -------
+        result : `lsst.pipe.base.Struct`
+            ``image`` (and Taylor terms), ``image_pbcor``, ``alpha``,
+            ``alpha_error`` as configured, ``image_png``,
+            ``convergence_png`` and ``clean_summary``.
+        """
+        parameters = self.config.parameters
+        if not summary["converged"] and parameters.niter > 0:
+            self.log.warning(
+                "CLEAN of %s in %s had not converged after the pipeline's last cycle (%d); the images are "
+                "those of that cycle. Build the pipeline with more cycles to go on.",
+                field,
+                band,
+                summary.get("cycle", 0),
+            )
+        images = images_for_casa({**psf_products, **residual, **model}, parameters)
+        selections = ms_selections(visibilities, field, band)
+        restored = images_from_casa(restore_images(parameters.to_tclean(), images, selections))
+        wanted = term_connection_names("image", parameters.term_count)
+        wanted += ["image_pbcor"] if parameters.pbcor else []
+        wanted += ["alpha", "alpha_error"] if parameters.deconvolver == "mtmfs" else []
+        outputs = {name: restored[name] for name in wanted}
+        title = f"{field} {band}"
+        clean_summary = {key: value for key, value in summary.items() if key != "history"}
+        return Struct(
+            **outputs,
+            image_png=image_figure(restored["image"], title=f"{title} restored"),
+            convergence_png=convergence_figure(clean_summary, title=title),
+            clean_summary=clean_summary,
+        )
+
+    def runQuantum(self, butlerQC, inputRefs, outputRefs):
+        inputs = butlerQC.get(inputRefs)
+        data_id = butlerQC.quantum.dataId
+        final = images_named(inputs, "final_")
+        outputs = self.run(
+            visibilities=inputs["visibilities"],
+            field=data_id["field"],
+            band=data_id["band"],
+            psf_products=psf_product_images(inputs, self.config.parameters),
+            residual={name: image for name, image in final.items() if name.startswith("residual")},
+            model={name: image for name, image in final.items() if name.startswith("model")},
+            summary=inputs["final_summary"],
+        )
+        butlerQC.put(outputs, outputRefs)
