@@ -10,11 +10,14 @@ import sys
 from collections.abc import Sequence
 
 from .casa import CasaError
+from .imaging import ImagingError
 from .ingest import INGEST_RUN, TRANSFER_MODES, IngestError, ingest_measurement_sets
+from .parameters import ParameterError
+from .pipeline import DEFAULT_CYCLES
 from .repo import NotARadioRepoError, create_repo, open_repo
 
 # Errors whose message is already the one sentence a user should read.
-_USER_ERRORS = (CasaError, IngestError, NotARadioRepoError, FileExistsError)
+_USER_ERRORS = (CasaError, IngestError, NotARadioRepoError, FileExistsError, ParameterError, ImagingError)
 
 
 def _create_repo(args: argparse.Namespace) -> None:
@@ -40,6 +43,23 @@ def _demo_data(args: argparse.Namespace) -> None:
 
     for path in write_demo_data(args.directory, datasets=tuple(args.datasets)):
         print(path)
+
+
+def _image(args: argparse.Namespace) -> None:
+    from .imaging import describe, image_measurement_sets, read_parameters
+
+    parameters, fields = read_parameters(args.params, args.set)
+    run = image_measurement_sets(
+        args.ms,
+        repo=args.repo,
+        export_dir=args.export,
+        parameters=parameters,
+        fields=fields,
+        jobs=args.jobs,
+        cycles=args.cycles,
+        output=args.output,
+    )
+    print(describe(run))
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -83,6 +103,30 @@ def _build_parser() -> argparse.ArgumentParser:
         help="Which demo data to write (default 3C273XC1).",
     )
     demo.set_defaults(func=_demo_data)
+
+    image = commands.add_parser(
+        "image",
+        help="Image MeasurementSets with tclean's parameters through pipetask; export FITS.",
+        description="Ingest the MSs (if needed), build the CLEAN quantum graph with the given tclean "
+        "parameters, run it with pipetask, and export FITS files with CASA's names.",
+    )
+    image.add_argument("ms", nargs="+", help="MeasurementSet directories.")
+    image.add_argument("--repo", required=True, help="Repository (created if it does not exist).")
+    image.add_argument("--export", required=True, help="Directory for the FITS, PNG and summary.json files.")
+    image.add_argument("--jobs", type=int, default=1, help="Processes for pipetask run -j (default 1).")
+    image.add_argument("--params", help="YAML file of tclean parameters (name: value).")
+    image.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="A tclean parameter, as tclean writes it: cell=0.5arcsec, imsize=512,512, scales=0,5,15, pbcor=True.",
+    )
+    image.add_argument(
+        "--cycles", type=int, default=DEFAULT_CYCLES, help=f"Most major cycles (default {DEFAULT_CYCLES})."
+    )
+    image.add_argument("--output", help="Output collection (default images/<UTC time>).")
+    image.set_defaults(func=_image)
     return parser
 
 

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+from matplotlib.colors import AsinhNorm
 from matplotlib.figure import Figure
 from matplotlib.patches import Ellipse
 
@@ -30,6 +31,7 @@ def image_figure(image: RadioImage, *, title: str) -> Figure:
         The figure (no pyplot state is touched).
     """
     figure = Figure(figsize=(7, 6), dpi=100)
+    figure.subplots_adjust(left=0.18)
     axes = figure.add_subplot(projection=image.wcs.celestial)
     plane = image.pixels[0, 0]
     finite = plane[np.isfinite(plane)]

@@ -1,0 +1,214 @@
+"""``radio-clean image``: tclean's parameters in, a quantum graph run by pipetask, FITS out."""
+
+from __future__ import annotations
+
+__all__ = ["ImagingError", "ImagingRun", "describe", "image_measurement_sets", "read_parameters"]
+
+import dataclasses
+import datetime
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import yaml
+
+from .export import export_products
+from .ingest import INGEST_RUN, ingest_measurement_sets
+from .parameters import CleanParametersConfig, ParameterError, parse_parameter
+from .pipeline import DEFAULT_CYCLES, continuum_pipeline, to_yaml
+from .repo import create_repo, open_repo
+
+_log = logging.getLogger(__name__)
+
+# tclean parameters that choose data IDs rather than configure the tasks.
+_SELECTION_PARAMETERS = ("field",)
+
+
+class ImagingError(RuntimeError):
+    """The imaging run cannot start or did not finish; the message says why."""
+
+
+@dataclasses.dataclass
+class ImagingRun:
+    """What ``radio-clean image`` did."""
+
+    collection: str
+    pipeline_path: str
+    summaries: list[dict[str, Any]]
+
+
+def read_parameters(
+    params_file: str | None, settings: Sequence[str]
+) -> tuple[CleanParametersConfig, list[str]]:
+    """Turn ``--params FILE`` and ``--set NAME=VALUE`` into validated parameters.
+
+    Returns
+    -------
+    parameters : `CleanParametersConfig`
+        Validated tclean parameters.
+    fields : `list` [`str`]
+        Field names asked for with ``field=`` (empty: all).
+
+    Raises
+    ------
+    ParameterError
+        For an unknown name, a bad value, or a bad combination, before any
+        work starts.
+    """
+    given: dict[str, Any] = {}
+    if params_file is not None:
+        try:
+            with open(params_file) as stream:
+                from_file = yaml.safe_load(stream) or {}
+        except (OSError, yaml.YAMLError) as err:
+            raise ParameterError(f"Cannot read parameter file {params_file}: {err}.") from None
+        if not isinstance(from_file, dict):
+            raise ParameterError(f"Parameter file {params_file} must be a mapping of tclean names to values.")
+        given.update({str(name): value for name, value in from_file.items()})
+    for setting in settings:
+        name, equals, value = setting.partition("=")
+        if not equals:
+            raise ParameterError(
+                f"--set {setting!r} is not of the form NAME=VALUE (e.g. --set cell=0.5arcsec)."
+            )
+        given[name.strip()] = value
+    fields: list[str] = []
+    parameters = CleanParametersConfig()
+    for name, value in given.items():
+        if name in _SELECTION_PARAMETERS:
+            fields = [f.strip() for f in str(value).split(",") if f.strip()]
+            continue
+        # YAML gives typed values, --set gives text; both go through the same parser.
+        text = ",".join(str(item) for item in value) if isinstance(value, list) else str(value)
+        setattr(parameters, name, parse_parameter(name, text))
+    if parameters.mask:
+        parameters.mask = os.path.abspath(parameters.mask)
+        if not os.path.exists(parameters.mask):
+            raise ParameterError(f"mask file {parameters.mask} does not exist.")
+    parameters.validate()
+    return parameters, fields
+
+
+def _pipeline_parameters(parameters: CleanParametersConfig) -> dict[str, Any]:
+    defaults = CleanParametersConfig().toDict()
+    return {name: value for name, value in parameters.toDict().items() if value != defaults[name]}
+
+
+def image_measurement_sets(
+    ms_paths: Sequence[str],
+    *,
+    repo: str,
+    export_dir: str,
+    parameters: CleanParametersConfig,
+    fields: Sequence[str] = (),
+    jobs: int = 1,
+    cycles: int = DEFAULT_CYCLES,
+    output: str | None = None,
+) -> ImagingRun:
+    """Ingest, build and run the CLEAN quantum graph with pipetask, and export FITS.
+
+    Parameters
+    ----------
+    ms_paths : `~collections.abc.Sequence` [`str`]
+        MeasurementSets to image (ingested if they are not yet).
+    repo : `str`
+        Repository; created if it does not exist.
+    export_dir : `str`
+        Where the FITS files go (one sub-directory per field and band when
+        there is more than one).
+    parameters : `CleanParametersConfig`
+        tclean parameters.
+    fields : `~collections.abc.Sequence` [`str`], optional
+        Fields to image (default all in the MSs).
+    jobs : `int`, optional
+        Processes for ``pipetask run -j``.
+    cycles : `int`, optional
+        Most major/minor cycles the graph has room for.
+    output : `str`, optional
+        Output collection (default ``images/<UTC time>``).
+
+    Returns
+    -------
+    run : `ImagingRun`
+        Collection, pipeline file and per-field/band summaries.
+    """
+    if not os.path.exists(os.path.join(repo, "butler.yaml")):
+        create_repo(repo).close()
+    butler = open_repo(repo, writeable=True)
+    try:
+        outcomes = ingest_measurement_sets(butler, ms_paths, staging_root=repo)
+        names = [outcome.observation for outcome in outcomes]
+        observations = [
+            record.id
+            for record in butler.registry.queryDimensionRecords("observation")
+            if record.name in names
+        ]
+    finally:
+        butler.close()
+    for outcome in outcomes:
+        _log.info("%s", outcome.message)
+    output = output or f"images/{datetime.datetime.now(datetime.UTC):%Y%m%dT%H%M%S}"
+    os.makedirs(export_dir, exist_ok=True)
+    pipeline_path = os.path.abspath(os.path.join(export_dir, "pipeline.yaml"))
+    with open(pipeline_path, "w") as stream:
+        stream.write(to_yaml(continuum_pipeline(cycles, _pipeline_parameters(parameters))))
+    query = f"observation IN ({', '.join(str(o) for o in observations)})"
+    if fields:
+        query += f" AND field IN ({', '.join(repr(f) for f in fields)})"
+    command = [
+        os.path.join(os.path.dirname(sys.executable), "pipetask"),
+        "--log-level", "radio_clean=INFO",
+        "run", "-b", repo, "-i", INGEST_RUN, "-o", output, "-p", pipeline_path, "-d", query,
+        "-j", str(jobs), "--register-dataset-types",
+    ]  # fmt: skip
+    _log.info("Running: %s", " ".join(command))
+    result = subprocess.run(command)
+    if result.returncode != 0:
+        raise ImagingError(
+            f"pipetask failed (exit code {result.returncode}); its log above says which quantum and why. "
+            f"Outputs so far are in collection {output} of {repo}."
+        )
+    return ImagingRun(
+        collection=output,
+        pipeline_path=pipeline_path,
+        summaries=_export(repo, output, parameters, export_dir),
+    )
+
+
+def _export(
+    repo: str, collection: str, parameters: CleanParametersConfig, export_dir: str
+) -> list[dict[str, Any]]:
+    with open_repo(repo, collections=collection) as butler:
+        refs = butler.query_datasets("clean_summary", collections=collection, explain=False)
+        data_ids = [
+            dict(instrument=r.dataId["instrument"], field=r.dataId["field"], band=r.dataId["band"])
+            for r in refs
+        ]
+        summaries = []
+        for data_id in data_ids:
+            directory = (
+                export_dir
+                if len(data_ids) == 1
+                else os.path.join(export_dir, f"{data_id['field']}_{data_id['band']}")
+            )
+            summaries.append(
+                {**export_products(butler, data_id, parameters, directory), "directory": directory}
+            )
+    return summaries
+
+
+def describe(run: ImagingRun) -> str:
+    """Tell the user where everything is."""
+    lines = []
+    for summary in run.summaries:
+        lines.append(
+            f"{summary['field']} in {summary['band']}: {summary['stop_reason']} after {summary['iterdone']} "
+            f"iterations and {summary['nmajordone']} major cycles; FITS and PNG files in {summary['directory']}."
+        )
+    lines.append(
+        f"All images are also in the repository, collection {run.collection}; pipeline: {run.pipeline_path}."
+    )
+    return "\n".join(lines)
