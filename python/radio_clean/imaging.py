@@ -206,7 +206,8 @@ def describe(run: ImagingRun) -> str:
     for summary in run.summaries:
         lines.append(
             f"{summary['field']} in {summary['band']}: {summary['stop_reason']} after {summary['iterdone']} "
-            f"iterations and {summary['nmajordone']} major cycles; FITS and PNG files in {summary['directory']}."
+            f"iterations and {summary['nmajordone']} major cycles; FITS and PNG files in "
+            f"{summary['directory']}."
         )
     lines.append(
         f"All images are also in the repository, collection {run.collection}; pipeline: {run.pipeline_path}."

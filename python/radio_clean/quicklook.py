@@ -35,8 +35,12 @@ def image_figure(image: RadioImage, *, title: str) -> Figure:
     axes = figure.add_subplot(projection=image.wcs.celestial)
     plane = image.pixels[0, 0]
     finite = plane[np.isfinite(plane)]
-    low, high = np.percentile(finite, [0.5, 99.9]) if finite.size else (0.0, 1.0)
-    shown = axes.imshow(plane, origin="lower", cmap="inferno", vmin=low, vmax=high)
+    if finite.size == 0:
+        finite = np.zeros(1)
+    # An asinh stretch, linear within a few noise levels, shows the noise and the peak at once.
+    noise = 1.4826 * float(np.median(np.abs(finite - np.median(finite)))) or 1e-6
+    stretch = AsinhNorm(linear_width=3 * noise, vmin=float(finite.min()), vmax=float(finite.max()))
+    shown = axes.imshow(plane, origin="lower", cmap="inferno", norm=stretch)
     colour_bar = figure.colorbar(shown, ax=axes)
     colour_bar.set_label(image.brightness_unit or "")
     axes.set_xlabel("Right ascension")
