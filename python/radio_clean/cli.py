@@ -120,7 +120,7 @@ def _build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="A tclean parameter as tclean writes it: cell=0.5arcsec, imsize=512,512, scales=0,5,15, pbcor=True.",
+        help="A tclean parameter as tclean writes it: cell=0.5arcsec, imsize=512,512, scales=0,5,15.",
     )
     image.add_argument(
         "--cycles", type=int, default=DEFAULT_CYCLES, help=f"Most major cycles (default {DEFAULT_CYCLES})."
