@@ -286,6 +286,17 @@ def _load(path):
     return np.ascontiguousarray(np.transpose(data, (2, 3, 1, 0)), dtype=np.float32)
 
 
+def _cell_arcsec(image):
+    """Pixel size (arcsec) of an open casatools image, checked square."""
+    import casatools
+
+    quanta = casatools.quanta()
+    increments = image.coordsys().increment(type="direction", format="q")["quantity"]
+    dx, dy = (abs(quanta.convert(increments[f"*{i + 1}"], "arcsec")["value"]) for i in range(2))
+    assert dx == pytest.approx(dy)
+    return dx
+
+
 @contextlib.contextmanager
 def _environment(**values):
     saved = {key: os.environ.get(key) for key in values}
@@ -328,7 +339,7 @@ class TcleanRun:
         if "beams" in beam:  # a cube: CASA's automask uses the common beam
             common = image.commonbeam()
             beam = {"major": common["major"], "minor": common["minor"], "positionangle": common["pa"]}
-        cell = abs(image.coordsys().increment(type="direction", format="n")["numeric"][0]) * 206264.80624709636
+        cell = _cell_arcsec(image)
         image.close()
         self.beam = Beam.from_arcsec(beam["major"]["value"], beam["minor"]["value"],
                                      beam["positionangle"]["value"], cell)
@@ -503,7 +514,7 @@ def test_gaussian_kernel_matches_casa_convolve2d(tmp_path):
     data = np.zeros((65, 65, 1, 1))
     data[32, 32, 0, 0] = 1.0
     image.putchunk(data)
-    cell = abs(image.coordsys().increment(type="direction", format="n")["numeric"][0]) * 206264.80624709636
+    cell = _cell_arcsec(image)
     smoothed = image.convolve2d(outfile="", major=f"{8 * cell}arcsec", minor=f"{3 * cell}arcsec", pa="30deg")
     casa = smoothed.getchunk()[:, :, 0, 0].T
     smoothed.done()

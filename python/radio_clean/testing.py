@@ -45,3 +45,114 @@ def registry_snapshot(repo: str) -> dict[str, object]:
             if not name.startswith("gen3.sqlite3")
         )
     return snapshot
+
+
+def run_clean_tasks(
+    visibilities: list,
+    *,
+    field: str,
+    band: str,
+    parameters: dict,
+    max_cycles: int = 20,
+) -> dict[str, object]:
+    """Run the CLEAN tasks' ``run`` methods in pipeline order, without a Butler.
+
+    The same chain of steps a quantum graph of ContinuumImaging.yaml runs,
+    for tests that compare many parameter sets with tclean quickly.
+
+    Parameters
+    ----------
+    visibilities : `list` [`radio_clean.ms.MeasurementSetHandle`]
+        MeasurementSets.
+    field, band : `str`
+        Data ID values.
+    parameters : `dict`
+        tclean parameters (config values, e.g. ``{"cell": ["1arcsec"]}``).
+    max_cycles : `int`, optional
+        Cycle ceiling.
+
+    Returns
+    -------
+    products : `dict`
+        Every image by dataset type name (``psf``, ``residual_c3``,
+        ``image``...), plus ``summary`` (the final iteration summary) and
+        ``cycles`` (the last cycle run).
+    """
+    from .tasks.auto_mask import AutoMaskConfig, AutoMaskTask
+    from .tasks.deconvolve import DeconvolveConfig, DeconvolveTask
+    from .tasks.major_cycle import MajorCycleConfig, MajorCycleTask
+    from .tasks.make_psf import MakePsfConfig, MakePsfTask
+    from .tasks.restore import RestoreConfig, RestoreTask
+
+    def configured(config_class, **templates):
+        config = config_class()
+        for name, value in parameters.items():
+            setattr(config.parameters, name, value)
+        for name, value in templates.items():
+            setattr(config.connections, name, value)
+        config.validate()
+        return config
+
+    common = dict(visibilities=visibilities, field=field, band=band)
+    psf_products = MakePsfTask(config=configured(MakePsfConfig)).run(**common).getDict()
+    products: dict[str, object] = dict(psf_products)
+    residual = (
+        MajorCycleTask(config=configured(MajorCycleConfig, cycle="c0"))
+        .run(**common, psf_products=psf_products)
+        .getDict()
+    )
+    model, mask, summary = None, None, None
+    cycle = 0
+    for cycle in range(1, max_cycles + 1):
+        templates = {"cycle": f"c{cycle}", "previous": f"c{cycle - 1}"}
+        mask = (
+            AutoMaskTask(config=configured(AutoMaskConfig, **templates))
+            .run(
+                **common,
+                psf_products=psf_products,
+                residual=residual,
+                model=model,
+                previous_mask=mask,
+                previous_summary=summary,
+            )
+            .mask
+        )
+        deconvolved = (
+            DeconvolveTask(config=configured(DeconvolveConfig, **templates))
+            .run(
+                **common,
+                psf_products=psf_products,
+                residual=residual,
+                mask=mask,
+                model=model,
+                previous_summary=summary,
+            )
+            .getDict()
+        )
+        summary = deconvolved.pop("summary")
+        model = deconvolved
+        residual = (
+            MajorCycleTask(config=configured(MajorCycleConfig, **templates))
+            .run(
+                **common, psf_products=psf_products, model=model, summary=summary, previous_residual=residual
+            )
+            .getDict()
+        )
+        products.update({f"{name}_c{cycle}": image for name, image in {**model, **residual}.items()})
+        products[f"mask_c{cycle}"] = mask
+        if summary["converged"]:
+            break
+    restored = RestoreTask(config=configured(RestoreConfig, final=f"c{cycle}")).run(
+        **common, psf_products=psf_products, residual=residual, model=model, summary=summary
+    )
+    products.update({name: value for name, value in restored.getDict().items() if not name.endswith("_png")})
+    products.update(
+        {
+            "summary": summary,
+            "cycles": cycle,
+            "residual": residual["residual"],
+            "model": model["model"],
+            "mask": mask,
+        }
+    )
+    return products
