@@ -288,7 +288,6 @@ def _write_provenance_keyword(path: str, provenance: dict) -> None:
         table.putkeyword(_PROVENANCE_KEYWORD, json.dumps(provenance, ensure_ascii=True))
     finally:
         table.close()
-        table.done()
 
 
 def _read_provenance_keyword(path: str) -> dict:
@@ -300,7 +299,6 @@ def _read_provenance_keyword(path: str) -> dict:
         return json.loads(table.getkeyword(_PROVENANCE_KEYWORD))
     finally:
         table.close()
-        table.done()
 
 
 def _wcs_from_casa_record(record: dict, stokes_names: list[str]) -> WCS:
