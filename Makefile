@@ -1,5 +1,5 @@
 # Two entry points for a fresh machine:
-#   make demo   set up, then image the bundled VLA demo data into a local Butler repo
+#   make demo   set up, then image the bundled VLA 3C273 data into a local Butler repo with pipetask
 #   make test   set up, then run the test suite
 VENV      ?= .venv
 PY        := $(VENV)/bin/python
@@ -20,10 +20,12 @@ $(VENV)/.installed: pyproject.toml
 
 demo: setup
 	$(VENV)/bin/radio-clean demo-data $(DEMO_DIR)/data
-	$(VENV)/bin/radio-clean create-repo $(REPO)
-	$(VENV)/bin/radio-clean ingest $(REPO) $(DEMO_DIR)/data/*.ms
+	$(VENV)/bin/radio-clean image $(DEMO_DIR)/data/3C273XC1.ms --repo $(REPO) --export $(DEMO_DIR)/images \
+	    --set imsize=256 --set cell=0.5arcsec --set weighting=briggs --set robust=0.5 \
+	    --set niter=1000 --set pbcor=True
 	$(VENV)/bin/butler query-datasets $(REPO) visibilities --collections raw/visibilities
 	$(VENV)/bin/butler query-dimension-records $(REPO) field
+	@echo "FITS, PNG and summary.json files: $(DEMO_DIR)/images/   repository: $(REPO)"
 
 test: setup
 	$(VENV)/bin/pytest -n 2 tests
