@@ -367,6 +367,8 @@ def plane_statistics(
         noise_values = values
     elif chauvenet:
         noise_values = chauvenet_statistics(values)
+    elif exclude is None:
+        noise_values = values
     else:
         keep = ~exclude if valid is None else valid & ~exclude
         noise_values = plane[keep]
@@ -551,25 +553,30 @@ def _per_plane(value: float | np.ndarray, shape: tuple[int, int], name: str) -> 
         raise ValueError(f"{name} must be a scalar or broadcastable to (stokes, chan) = {shape}.") from None
 
 
-def _valid_region(
-    pb: np.ndarray | None, pblimit: float, pbmask: float, shape: tuple[int, ...]
-) -> np.ndarray | None:
-    """Boolean (broadcast) array of the pixels auto-multithresh may use, or None for all."""
-    if pb is None:
-        if pbmask > 0:
-            raise ValueError("AutoMaskParameters.pbmask > 0 needs the primary beam (pb).")
-        return None
-    level = pbmask if pbmask > 0 else pblimit
-    if level <= 0:
-        return None
-    pb = np.asarray(pb)
-    if pb.ndim == 2:
-        pb = pb[np.newaxis, np.newaxis]
-    try:
-        pb = np.broadcast_to(pb, shape)
-    except ValueError:
-        raise ValueError(f"pb of shape {pb.shape} does not broadcast to the residual's {shape}.") from None
-    return pb > level
+class _ValidRegion:
+    """The pixels auto-multithresh may use, plane by plane (None: all of them)."""
+
+    def __init__(self, pb: np.ndarray | None, pblimit: float, pbmask: float, shape: tuple[int, ...]) -> None:
+        self._pb = None
+        if pb is None:
+            if pbmask > 0:
+                raise ValueError("AutoMaskParameters.pbmask > 0 needs the primary beam (pb).")
+            return
+        # With pbmask, CASA's autoMaskWithinPB uses it in place of the residual's pblimit mask.
+        self._level = pbmask if pbmask > 0 else pblimit
+        if self._level <= 0:
+            return
+        pb = np.asarray(pb)
+        if pb.ndim == 2:
+            pb = pb[np.newaxis, np.newaxis]
+        try:
+            self._pb = np.broadcast_to(pb, shape)
+        except ValueError:
+            raise ValueError(f"pb of shape {pb.shape} does not broadcast to {shape}.") from None
+
+    def plane(self, istokes: int, ichan: int) -> np.ndarray | None:
+        """Boolean valid pixels of one plane, or None if all are valid."""
+        return None if self._pb is None else self._pb[istokes, ichan] > self._level
 
 
 def auto_multithresh(
@@ -594,7 +601,9 @@ def auto_multithresh(
         as they are).
     psf_sidelobe_level : `float` or `numpy.ndarray`
         Largest PSF sidelobe relative to the PSF peak (tclean logs it as
-        ``SidelobeLevel``); a scalar or an array broadcastable to ``(stokes, chan)``.
+        ``SidelobeLevel``); a scalar or an array broadcastable to ``(stokes,
+        chan)``. tclean passes one value for a whole cube, the largest over
+        its channels; pass that to reproduce it.
     beam : `Beam`
         The restoring beam (for a cube, CASA uses the common beam of all
         channels). Sets the prune size and, times ``smoothfactor``, the
@@ -639,7 +648,7 @@ def auto_multithresh(
     elif state.shape != cube.shape:
         raise ValueError(f"state has shape {state.shape} but the residual {cube.shape}.")
     sidelobe = _per_plane(psf_sidelobe_level, (nstokes, nchan), "psf_sidelobe_level")
-    valid = _valid_region(pb, pblimit, params.pbmask, cube.shape)
+    valid = _ValidRegion(pb, pblimit, params.pbmask, cube.shape)
 
     previous = state.previous_mask
     positive = state.positive_mask.copy()
@@ -672,7 +681,7 @@ def auto_multithresh(
         for istokes in range(nstokes):
             label = f"[C{ichan}]" if nstokes == 1 else f"[S{istokes} C{ichan}]"
             plane = cube[istokes, ichan]
-            plane_valid = None if valid is None else valid[istokes, ichan]
+            plane_valid = valid.plane(istokes, ichan)
             prev = previous[istokes, ichan]
             stats = plane_statistics(
                 plane,
@@ -749,8 +758,10 @@ def auto_multithresh(
     mask = previous | positive
     if negative is not None:
         mask |= negative
-    if valid is not None:
-        mask &= valid
+    for istokes, ichan in np.ndindex(nstokes, nchan):
+        plane_valid = valid.plane(istokes, ichan)
+        if plane_valid is not None:
+            mask[istokes, ichan] &= plane_valid
 
     _update_channel_flags(flags, previous, mask, kinds, params, threshold_reached)
     new_state = AutoMaskState(positive, mask, flags)
