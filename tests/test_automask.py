@@ -138,6 +138,20 @@ def test_smooth_and_cut_single_pixel_by_hand():
     assert not smooth_and_cut(np.zeros((9, 9), dtype=bool), Beam(3.0, 3.0), 0.01).any()
 
 
+def test_smooth_and_cut_at_the_edges_equals_direct_convolution():
+    rng = np.random.default_rng(11)
+    mask = np.zeros((40, 50), dtype=bool)
+    mask[0:3, 0:2] = True  # in a corner
+    mask[20, 47:50] = True  # on an edge
+    mask[rng.integers(0, 40, 5), rng.integers(0, 50, 5)] = True
+    beam = Beam(6.0, 3.0, 60.0)
+    kernel = gaussian_kernel(beam)
+    direct = ndimage.convolve(mask.astype(np.float64), kernel, mode="constant", cval=0.0)
+    expected = direct > 0.02 * direct.max()
+    assert np.array_equal(smooth_and_cut(mask, beam, 0.02), expected)
+    assert 40 < expected.sum() < mask.size
+
+
 def test_grow_mask_constrained_dilation():
     seed = np.zeros((7, 12), dtype=bool)
     constraint = np.zeros_like(seed)
@@ -320,10 +334,11 @@ class TcleanRun:
         import casatools
         from casatasks import casalog, tclean
 
+        from radio_clean.casa import reattach_casa_log
+
         self.params = params or AutoMaskParameters()
         self.prefix = str(directory / "img")
         log = str(directory / "tclean.log")
-        previous_log = casalog.logfile()
         casalog.setlogfile(log)
         try:
             with _environment(SAVE_ALL_RESIMS="true", SAVE_ALL_AUTOMASKS="true"):
@@ -331,7 +346,8 @@ class TcleanRun:
                        niter=2000, pblimit=0.2, usemask="auto-multithresh",
                        **dataclasses.asdict(self.params), **tclean_args)
         finally:
-            casalog.setlogfile(previous_log)
+            # Give CASA's log back to radio_clean's forwarder (importing casatasks took it).
+            reattach_casa_log(casalog)
         with open(log) as stream:
             levels = re.findall(r"SidelobeLevel = ([-+0-9.eE]+)", stream.read())
         self.sidelobe_level = float(levels[0])

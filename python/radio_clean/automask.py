@@ -501,13 +501,23 @@ def smooth_and_cut(
         Boolean mask of the pixels where the smoothed mask exceeds the cut
         (empty if ``mask`` is).
     """
-    if not mask.any():
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
         return np.zeros(mask.shape, dtype=bool)
     if kernel is None:
         kernel = gaussian_kernel(beam)
-    smoothed = signal.fftconvolve(mask.astype(np.float32), kernel.astype(np.float32), mode="same")
+    # The kernel is finite: only the mask's bounding box grown by the kernel's half-width can be
+    # non-zero, so convolve that part alone (the same numbers, less work on a large image).
+    half = kernel.shape[0] // 2
+    cols = np.flatnonzero(mask.any(axis=0))
+    y0, y1 = max(rows[0] - half, 0), min(rows[-1] + half + 1, mask.shape[0])
+    x0, x1 = max(cols[0] - half, 0), min(cols[-1] + half + 1, mask.shape[1])
+    box = mask[y0:y1, x0:x1].astype(np.float32)
+    smoothed = signal.fftconvolve(box, kernel.astype(np.float32), mode="same")
     cut = np.float32(cutthreshold) * np.float32(smoothed.max())
-    return threshold_mask(smoothed, float(cut))
+    out = np.zeros(mask.shape, dtype=bool)
+    out[y0:y1, x0:x1] = threshold_mask(smoothed, float(cut))
+    return out
 
 
 def grow_mask(seed: np.ndarray, constraint: np.ndarray, iterations: int) -> np.ndarray:
@@ -654,9 +664,10 @@ def auto_multithresh(
     positive = state.positive_mask.copy()
     negative = np.zeros(cube.shape, dtype=bool) if params.negativethreshold > 0 else None
     flags = state.channel_flags.copy()
-    prune_size = (
-        float(np.float32(params.minbeamfrac * np.float32(beam.area))) if params.minbeamfrac > 0 else 0.0
-    )
+    # CASA: Double(minbeamfrac) * Double(beam area in pixels as a Float).
+    prune_size = 0.0
+    if params.minbeamfrac > 0:
+        prune_size = float(np.float32(params.minbeamfrac)) * float(np.float32(beam.area))
     smooth_beam = beam.scaled(params.smoothfactor)
     kernel = gaussian_kernel(smooth_beam)
     do_grow = iteration_done > 0 and params.growiterations > 0
