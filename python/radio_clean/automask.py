@@ -43,6 +43,7 @@ the west (CASA's RA increment is negative) and ``y`` towards the north.
 from __future__ import annotations
 
 __all__ = [
+    "AutoMaskStateFormatter",
     "AutoMaskParameters",
     "AutoMaskState",
     "Beam",
@@ -62,8 +63,11 @@ __all__ = [
 import dataclasses
 import logging
 import math
+from typing import Any, ClassVar
 
 import numpy as np
+from lsst.daf.butler import FormatterV2
+from lsst.resources import ResourcePath
 from scipy import ndimage, signal, special
 
 _log = logging.getLogger(__name__)
@@ -806,3 +810,19 @@ def _update_channel_flags(
                 if current == 0
                 else f"mask changed by {change} of {before} pixels",
             )
+
+
+class AutoMaskStateFormatter(FormatterV2):
+    """Read and write `AutoMaskState` datasets as compressed ``.npz`` files of boolean arrays."""
+
+    default_extension: ClassVar[str] = ".npz"
+    supported_extensions: ClassVar[frozenset[str]] = frozenset({".npz"})
+    can_read_from_local_file: ClassVar[bool] = True
+
+    def read_from_local_file(self, path: str, component: str | None = None, expected_size: int = -1) -> Any:
+        with np.load(path) as arrays:
+            return AutoMaskState.from_arrays({name: arrays[name] for name in arrays.files})
+
+    def write_local_file(self, in_memory_dataset: Any, uri: ResourcePath) -> None:
+        with open(uri.ospath, "wb") as stream:
+            np.savez_compressed(stream, **in_memory_dataset.to_arrays())

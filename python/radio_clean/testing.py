@@ -101,22 +101,20 @@ def run_clean_tasks(
         .run(**common, psf_products=psf_products)
         .getDict()
     )
-    model, mask, summary = None, None, None
+    model, mask, summary, state = None, None, None, None
     cycle = 0
     for cycle in range(1, max_cycles + 1):
         templates = {"cycle": f"c{cycle}", "previous": f"c{cycle - 1}"}
-        mask = (
-            AutoMaskTask(config=configured(AutoMaskConfig, **templates))
-            .run(
-                **common,
-                psf_products=psf_products,
-                residual=residual,
-                model=model,
-                previous_mask=mask,
-                previous_summary=summary,
-            )
-            .mask
+        masked = AutoMaskTask(config=configured(AutoMaskConfig, **templates)).run(
+            **common,
+            psf_products=psf_products,
+            residual=residual,
+            model=model,
+            previous_mask=mask,
+            previous_summary=summary,
+            previous_state=state,
         )
+        mask, state = masked.mask, getattr(masked, "state", None)
         deconvolved = (
             DeconvolveTask(config=configured(DeconvolveConfig, **templates))
             .run(

@@ -26,6 +26,7 @@ __all__ = [
     "MinorCycleResult",
     "MsSelection",
     "make_psf",
+    "psf_sidelobe_level",
     "restore_images",
     "run_major_cycle",
     "run_minor_cycle",
@@ -365,6 +366,26 @@ def update_mask(
     if "mask" not in masks:
         raise CasaError("CASA made no mask image; check usemask and mask.")
     return masks["mask"]
+
+
+def psf_sidelobe_level(
+    parameters: Mapping[str, Any], images: Mapping[str, RadioImage], selections: Sequence[MsSelection]
+) -> float:
+    """Return the PSF's largest sidelobe relative to its peak, as CASA's deconvolver measures it.
+
+    Parameters
+    ----------
+    parameters : `~collections.abc.Mapping`
+        tclean parameters by name.
+    images : `~collections.abc.Mapping` [`str`, `RadioImage`]
+        ``psf``, ``pb``, ``sumwt`` and a ``residual``.
+    selections : `~collections.abc.Sequence` [`MsSelection`]
+        The MeasurementSets (for the image definition only; not read).
+    """
+    with _workspace(images) as workspace, _tools(selections, workspace, parameters) as tools:
+        record = tools.deconvolver().initminorcycle()
+        tools.close()
+    return float(record["maxpsfsidelobe"])
 
 
 def _to_plain(value: Any) -> Any:

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 __all__ = ["AutoMaskConfig", "AutoMaskConnections", "AutoMaskTask"]
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 from lsst.pex.config import ChoiceField
 from lsst.pipe.base import PipelineTask, PipelineTaskConfig, Struct
 from lsst.pipe.base import connectionTypes as cT
 from lsst.utils.timer import timeMethod
 
-from ..casa import update_mask
+from .. import automask
+from ..casa import psf_sidelobe_level, update_mask
 from ..image import RadioImage
 from ..ms import MeasurementSetHandle
 from .base import (
@@ -27,6 +30,9 @@ from .base import (
     parameters_field,
     psf_product_images,
 )
+
+# tclean parameters of auto-multithresh (the same names in CleanParametersConfig).
+_AUTOMASK_PARAMETERS = tuple(field.name for field in dataclasses.fields(automask.AutoMaskParameters))
 
 
 class AutoMaskConnections(
@@ -51,20 +57,39 @@ class AutoMaskConnections(
         storageClass="StructuredDataDict",
         dimensions=IMAGE_DIMENSIONS,
     )
+    previous_state = cT.Input(
+        doc="auto-multithresh state after the previous cycle (positive mask, stopped channels).",
+        name="automask_state_{previous}",
+        storageClass="AutoMaskState",
+        dimensions=IMAGE_DIMENSIONS,
+    )
     mask = image_output("mask_{cycle}", "Clean mask of this cycle: 1 where the minor cycle may clean.")
+    state = cT.Output(
+        doc="auto-multithresh state after this cycle, for the next one.",
+        name="automask_state_{cycle}",
+        storageClass="AutoMaskState",
+        dimensions=IMAGE_DIMENSIONS,
+    )
 
     def __init__(self, *, config=None):
         super().__init__(config=config)
-        if config is not None and cycle_index(config.connections.cycle) == 1:
+        if config is None:
+            return
+        if cycle_index(config.connections.cycle) == 1:
             for name in (
                 "previous_model",
                 "previous_model_tt1",
                 "previous_model_tt2",
                 "previous_mask",
                 "previous_summary",
+                "previous_state",
             ):
                 if name in self.inputs:
                     delattr(self, name)
+        if not config.uses_numpy_automask:
+            del self.state
+            if "previous_state" in self.inputs:
+                del self.previous_state
 
 
 class AutoMaskConfig(PipelineTaskConfig, pipelineConnections=AutoMaskConnections):
@@ -73,13 +98,19 @@ class AutoMaskConfig(PipelineTaskConfig, pipelineConnections=AutoMaskConnections
     parameters = parameters_field()
     implementation = ChoiceField(
         dtype=str,
-        doc="Who makes the mask.",
+        doc="Who makes auto-multithresh masks (user and pb masks always come from CASA's mask handler).",
         allowed={
-            "casatools": "CASA's mask handler in a fresh tool each cycle; for auto-multithresh its state "
-            "between cycles is lost, so masks can differ from tclean's from the second cycle on",
+            "numpy": "radio_clean.automask, with its state between cycles carried as a dataset",
+            "casatools": "CASA's mask handler in a fresh tool each cycle; CASA keeps auto-multithresh state "
+            "in memory between cycles, so from the second cycle on its masks can differ from tclean's",
         },
-        default="casatools",
+        default="numpy",
     )
+
+    @property
+    def uses_numpy_automask(self) -> bool:
+        """Whether masks come from `radio_clean.automask`."""
+        return self.parameters.usemask == "auto-multithresh" and self.implementation == "numpy"
 
     def validate(self) -> None:
         super().validate()
@@ -95,8 +126,10 @@ class AutoMaskTask(PipelineTask):
 
     ``usemask='user'`` gives the user's mask (or the whole image without
     one), ``'pb'`` the region where the primary beam exceeds ``pbmask``,
-    ``'auto-multithresh'`` tclean's automatic mask. Once CLEAN has converged
-    the previous mask is passed on.
+    ``'auto-multithresh'`` tclean's automatic mask, by default from
+    `radio_clean.automask` with its state between cycles carried as the
+    ``automask_state`` datasets. Once CLEAN has converged the previous mask
+    (and state) is passed on.
     """
 
     ConfigClass = AutoMaskConfig
@@ -114,6 +147,7 @@ class AutoMaskTask(PipelineTask):
         model: Mapping[str, RadioImage] | None = None,
         previous_mask: RadioImage | None = None,
         previous_summary: Mapping[str, Any] | None = None,
+        previous_state: automask.AutoMaskState | None = None,
     ) -> Struct:
         """Make this cycle's mask.
 
@@ -133,24 +167,68 @@ class AutoMaskTask(PipelineTask):
             The previous cycle's mask.
         previous_summary : `~collections.abc.Mapping`, optional
             The previous cycle's iteration summary.
+        previous_state : `radio_clean.automask.AutoMaskState`, optional
+            auto-multithresh state after the previous cycle.
 
         Returns
         -------
         result : `lsst.pipe.base.Struct`
-            ``mask``.
+            ``mask`` and, for the numpy auto-multithresh, ``state``.
         """
+        numpy_automask = self.config.uses_numpy_automask
         if previous_summary is not None and previous_summary["converged"]:
-            return Struct(mask=previous_mask)
-        images = {**psf_products, **residual, **(model or {})}
-        if previous_mask is not None:
-            images["mask"] = previous_mask
-        mask = update_mask(
-            self.config.parameters.to_tclean(),
-            images_for_casa(images, self.config.parameters),
-            ms_selections(visibilities, field, band),
+            return (
+                Struct(mask=previous_mask, state=previous_state)
+                if numpy_automask
+                else Struct(mask=previous_mask)
+            )
+        selections = ms_selections(visibilities, field, band)
+        parameters = self.config.parameters
+        if numpy_automask:
+            mask, state = self._auto_multithresh(
+                psf_products, residual, previous_summary, previous_state, selections
+            )
+            result = Struct(mask=mask, state=state)
+        else:
+            images = {**psf_products, **residual, **(model or {})}
+            if previous_mask is not None:
+                images["mask"] = previous_mask
+            result = Struct(
+                mask=update_mask(parameters.to_tclean(), images_for_casa(images, parameters), selections)
+            )
+        self.log.info(
+            "Mask for %s: %d pixels.", self.config.connections.cycle, int((result.mask.pixels > 0).sum())
         )
-        self.log.info("Mask for %s: %d pixels.", self.config.connections.cycle, int((mask.pixels > 0).sum()))
-        return Struct(mask=mask)
+        return result
+
+    def _auto_multithresh(self, psf_products, residual, previous_summary, previous_state, selections):
+        parameters = self.config.parameters
+        residual_image = residual["residual"]
+        psf = psf_products["psf"]
+        cell_arcsec = abs(float(psf.wcs.wcs.cdelt[1])) * 3600.0
+        beam = psf.restoring_beam
+        sidelobe_level = psf_sidelobe_level(
+            parameters.to_tclean(), images_for_casa({**psf_products, **residual}, parameters), selections
+        )
+        mask, state = automask.auto_multithresh(
+            residual_image.pixels,
+            psf_sidelobe_level=sidelobe_level,
+            beam=automask.Beam.from_arcsec(beam.major_arcsec, beam.minor_arcsec, beam.pa_deg, cell_arcsec),
+            pb=psf_products["pb"].pixels,
+            pblimit=parameters.pblimit,
+            state=previous_state,
+            iteration_done=int(previous_summary["iterdone"]) if previous_summary else 0,
+            threshold_reached=bool(
+                previous_summary and previous_summary["cyclethreshold"] <= previous_summary["threshold"]
+            ),
+            params=automask.AutoMaskParameters(
+                **{name: getattr(parameters, name) for name in _AUTOMASK_PARAMETERS}
+            ),
+        )
+        mask_image = residual_image.replace(
+            pixels=mask.astype(np.float32), brightness_unit="", restoring_beam=None, provenance={}
+        )
+        return mask_image, state
 
     def runQuantum(self, butlerQC, inputRefs, outputRefs):
         inputs = butlerQC.get(inputRefs)
@@ -165,5 +243,6 @@ class AutoMaskTask(PipelineTask):
             model={name: image for name, image in previous.items() if name.startswith("model")} or None,
             previous_mask=inputs.get("previous_mask"),
             previous_summary=inputs.get("previous_summary"),
+            previous_state=inputs.get("previous_state"),
         )
         butlerQC.put(outputs, outputRefs)
