@@ -54,6 +54,7 @@ def run_clean_tasks(
     band: str,
     parameters: dict,
     max_cycles: int = 20,
+    automask_implementation: str = "numpy",
 ) -> dict[str, object]:
     """Run the CLEAN tasks' ``run`` methods in pipeline order, without a Butler.
 
@@ -70,6 +71,8 @@ def run_clean_tasks(
         tclean parameters (config values, e.g. ``{"cell": ["1arcsec"]}``).
     max_cycles : `int`, optional
         Cycle ceiling.
+    automask_implementation : `str`, optional
+        AutoMaskTask's ``implementation``.
 
     Returns
     -------
@@ -105,7 +108,9 @@ def run_clean_tasks(
     cycle = 0
     for cycle in range(1, max_cycles + 1):
         templates = {"cycle": f"c{cycle}", "previous": f"c{cycle - 1}"}
-        masked = AutoMaskTask(config=configured(AutoMaskConfig, **templates)).run(
+        mask_config = configured(AutoMaskConfig, **templates)
+        mask_config.implementation = automask_implementation
+        masked = AutoMaskTask(config=mask_config).run(
             **common,
             psf_products=psf_products,
             residual=residual,

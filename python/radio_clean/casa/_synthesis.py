@@ -182,13 +182,16 @@ class _Workspace:
     def remove(self, kind: str) -> None:
         shutil.rmtree(self.path(kind), ignore_errors=True)
 
+    def kinds(self) -> list[str]:
+        """Kinds of the images in the workspace (``psf``, ``model.tt1``...)."""
+        directory = os.path.dirname(self.imagename)
+        return sorted(name.removeprefix("img.") for name in os.listdir(directory) if name.startswith("img."))
+
     def get(self, prefixes: Sequence[str]) -> dict[str, RadioImage]:
         """Read every image whose kind starts with one of ``prefixes``."""
-        directory = os.path.dirname(self.imagename)
-        kinds = sorted(name.removeprefix("img.") for name in os.listdir(directory) if name.startswith("img."))
         return {
             kind: read_casa_image(self.path(kind))
-            for kind in kinds
+            for kind in self.kinds()
             if any(kind == prefix or kind.startswith(prefix + ".") for prefix in prefixes)
         }
 
@@ -330,6 +333,17 @@ def run_major_cycle(
         return workspace.get(["residual"])
 
 
+def _add_pblimit_mask(workspace: _Workspace, pblimit: float) -> None:
+    # CASA's normalizer gives the PB and residual a pixel mask where the PB is below pblimit,
+    # and its auto-multithresh needs it; images that travelled as RadioImages have none.
+    image = casatools.image()
+    for kind in workspace.kinds():
+        if kind.split(".")[0] in ("residual", "pb"):
+            image.open(workspace.path(kind))
+            image.calcmask(f"'{workspace.path('pb')}' > {pblimit}", name="mask0")
+            image.close()
+
+
 def update_mask(
     parameters: Mapping[str, Any], images: Mapping[str, RadioImage], selections: Sequence[MsSelection]
 ) -> RadioImage:
@@ -356,6 +370,9 @@ def update_mask(
         1 where the minor cycle may clean, 0 elsewhere.
     """
     with _workspace(images) as workspace, _tools(selections, workspace, parameters) as tools:
+        pblimit = tools.parameters.getNormPars()["0"]["pblimit"]
+        if pblimit > 0:
+            _add_pblimit_mask(workspace, pblimit)
         deconvolver = tools.deconvolver()
         deconvolver.checkrestoringbeam()
         # A fresh deconvolver must load its images before it can make a mask.
