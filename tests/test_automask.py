@@ -219,14 +219,21 @@ def test_cube_channels_flags_growth_and_state_round_trip():
     cube2[0, 1] += _blob(shape[2:], (24, 24), -0.9, 4.0) + _blob(shape[2:], (24, 24), 0.03, 20.0)
     cube2[0, 0] += _blob(shape[2:], (10, 10), 1.0, 4.0)  # appears in a stopped channel: ignored
     no_grow, _ = auto_multithresh(cube2, psf_sidelobe_level=0.05, beam=beam, state=restored, iteration_done=0)
-    grown, state2 = auto_multithresh(cube2, psf_sidelobe_level=0.05, beam=beam, state=restored,
-                                     iteration_done=100)
+    grown, state2 = auto_multithresh(
+        cube2, psf_sidelobe_level=0.05, beam=beam, state=restored, iteration_done=100
+    )
     assert not grown[0, 0].any()
     # A mask never loses pixels; the grow stage (only once iterations were done) takes in the plateau.
     assert np.all(grown >= mask1) and np.all(no_grow >= mask1)
     assert grown[0, 1].sum() > no_grow[0, 1].sum() + 50
-    one_step, _ = auto_multithresh(cube2, psf_sidelobe_level=0.05, beam=beam, state=restored,
-                                   iteration_done=100, params=AutoMaskParameters(growiterations=1))
+    one_step, _ = auto_multithresh(
+        cube2,
+        psf_sidelobe_level=0.05,
+        beam=beam,
+        state=restored,
+        iteration_done=100,
+        params=AutoMaskParameters(growiterations=1),
+    )
     assert no_grow[0, 1].sum() <= one_step[0, 1].sum() < grown[0, 1].sum()
     assert np.array_equal(state2.previous_mask, grown)
     # The input state is left alone.
@@ -242,11 +249,19 @@ def test_minpercentchange_stops_settled_channels():
     _, state = auto_multithresh(cube, psf_sidelobe_level=0.01, beam=beam, params=params)
     assert not state.channel_flags[0]
     # Same residual again: mask unchanged. Only once the threshold is reached does the channel stop.
-    _, again = auto_multithresh(cube, psf_sidelobe_level=0.01, beam=beam, params=params, state=state,
-                                iteration_done=10)
+    _, again = auto_multithresh(
+        cube, psf_sidelobe_level=0.01, beam=beam, params=params, state=state, iteration_done=10
+    )
     assert not again.channel_flags[0]
-    _, stopped = auto_multithresh(cube, psf_sidelobe_level=0.01, beam=beam, params=params, state=state,
-                                  iteration_done=10, threshold_reached=True)
+    _, stopped = auto_multithresh(
+        cube,
+        psf_sidelobe_level=0.01,
+        beam=beam,
+        params=params,
+        state=state,
+        iteration_done=10,
+        threshold_reached=True,
+    )
     assert stopped.channel_flags[0]
 
 
@@ -262,8 +277,9 @@ def test_primary_beam_limit_excludes_pixels_from_statistics_and_mask():
     assert not mask[:, :8].any() and mask[32, 32]
     assert np.array_equal(mask[:, 8:], clean_mask)
     # pbmask replaces the limit.
-    mask, _ = auto_multithresh(plane, psf_sidelobe_level=0.05, beam=beam, pb=pb, pblimit=0.05,
-                               params=AutoMaskParameters(pbmask=0.5))
+    mask, _ = auto_multithresh(
+        plane, psf_sidelobe_level=0.05, beam=beam, pb=pb, pblimit=0.05, params=AutoMaskParameters(pbmask=0.5)
+    )
     assert not mask[:, :8].any() and mask[32, 32]
 
 
@@ -275,11 +291,19 @@ def test_argument_checks():
     with pytest.raises(ValueError, match="major >= minor"):
         Beam(2.0, 3.0)
     with pytest.raises(ValueError, match="state has shape"):
-        auto_multithresh(np.zeros((8, 8), np.float32), psf_sidelobe_level=0.1, beam=Beam(2, 2),
-                         state=AutoMaskState.initial((1, 1, 4, 4)))
+        auto_multithresh(
+            np.zeros((8, 8), np.float32),
+            psf_sidelobe_level=0.1,
+            beam=Beam(2, 2),
+            state=AutoMaskState.initial((1, 1, 4, 4)),
+        )
     with pytest.raises(ValueError, match="needs the primary beam"):
-        auto_multithresh(np.zeros((8, 8), np.float32), psf_sidelobe_level=0.1, beam=Beam(2, 2),
-                         params=AutoMaskParameters(pbmask=0.3))
+        auto_multithresh(
+            np.zeros((8, 8), np.float32),
+            psf_sidelobe_level=0.1,
+            beam=Beam(2, 2),
+            params=AutoMaskParameters(pbmask=0.3),
+        )
     assert Beam.from_arcsec(3.0, 1.5, 10.0, 0.5) == Beam(6.0, 3.0, 10.0)
     assert Beam(6.0, 3.0).area == pytest.approx(math.pi * 18 / (4 * math.log(2)))
 
@@ -342,9 +366,18 @@ class TcleanRun:
         casalog.setlogfile(log)
         try:
             with _environment(SAVE_ALL_RESIMS="true", SAVE_ALL_AUTOMASKS="true"):
-                tclean(vis=vis, imagename=self.prefix, datacolumn="data", weighting="briggs", robust=0.5,
-                       niter=2000, pblimit=0.2, usemask="auto-multithresh",
-                       **dataclasses.asdict(self.params), **tclean_args)
+                tclean(
+                    vis=vis,
+                    imagename=self.prefix,
+                    datacolumn="data",
+                    weighting="briggs",
+                    robust=0.5,
+                    niter=2000,
+                    pblimit=0.2,
+                    usemask="auto-multithresh",
+                    **dataclasses.asdict(self.params),
+                    **tclean_args,
+                )
         finally:
             # Give CASA's log back to radio_clean's forwarder (importing casatasks took it).
             reattach_casa_log(casalog)
@@ -359,8 +392,9 @@ class TcleanRun:
             beam = {"major": common["major"], "minor": common["minor"], "positionangle": common["pa"]}
         cell = _cell_arcsec(image)
         image.close()
-        self.beam = Beam.from_arcsec(beam["major"]["value"], beam["minor"]["value"],
-                                     beam["positionangle"]["value"], cell)
+        self.beam = Beam.from_arcsec(
+            beam["major"]["value"], beam["minor"]["value"], beam["positionangle"]["value"], cell
+        )
         self.pb = _load(self.prefix + ".pb")
         self.ncycles = len(glob.glob(self.prefix + ".autothresh*"))
 
@@ -375,8 +409,14 @@ class TcleanRun:
         state = None
         for cycle in range(1, self.ncycles + 1):
             mask, state = auto_multithresh(
-                self.residual(cycle), psf_sidelobe_level=self.sidelobe_level, beam=self.beam, pb=self.pb,
-                pblimit=0.2, state=state, iteration_done=cycle - 1, params=self.params,
+                self.residual(cycle),
+                psf_sidelobe_level=self.sidelobe_level,
+                beam=self.beam,
+                pb=self.pb,
+                pblimit=0.2,
+                state=state,
+                iteration_done=cycle - 1,
+                params=self.params,
             )
             yield cycle, mask, self.casa_mask(cycle), state
 
@@ -421,15 +461,21 @@ def _new_regions(run, stokes, chan):
 
 @pytest.fixture(scope="module")
 def run_3c273(demo_ms_dir, tmp_path_factory):
-    return TcleanRun(tmp_path_factory.mktemp("am3c273"), str(demo_ms_dir / "3C273XC1.ms"),
-                     imsize=256, cell="0.5arcsec")
+    return TcleanRun(
+        tmp_path_factory.mktemp("am3c273"), str(demo_ms_dir / "3C273XC1.ms"), imsize=256, cell="0.5arcsec"
+    )
 
 
 @pytest.fixture(scope="module")
 def run_3c273_options(demo_ms_dir, tmp_path_factory):
     params = AutoMaskParameters(negativethreshold=3.0, fastnoise=False)
-    return TcleanRun(tmp_path_factory.mktemp("am3c273opt"), str(demo_ms_dir / "3C273XC1.ms"), params=params,
-                     imsize=256, cell="0.5arcsec")
+    return TcleanRun(
+        tmp_path_factory.mktemp("am3c273opt"),
+        str(demo_ms_dir / "3C273XC1.ms"),
+        params=params,
+        imsize=256,
+        cell="0.5arcsec",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -440,8 +486,9 @@ def sim_mfs_ms(tmp_path_factory):
     sky = [
         SkyComponent(5.0, (0.0, 0.0)),
         SkyComponent(0.04, (150.0, 100.0)),  # faint: masked only once the bright source is cleaned
-        SkyComponent(1.0, (-250.0, 150.0), shape="gaussian", major_arcsec=180.0, minor_arcsec=90.0,
-                     pa_deg=30.0),
+        SkyComponent(
+            1.0, (-250.0, 150.0), shape="gaussian", major_arcsec=180.0, minor_arcsec=90.0, pa_deg=30.0
+        ),
     ]
     simulate_ms(path, sky, n_chan=1, noise_jy=0.5)
     return path
@@ -455,11 +502,18 @@ def run_mfs(sim_mfs_ms, tmp_path_factory):
 @pytest.fixture(scope="module")
 def run_mfs_options(sim_mfs_ms, tmp_path_factory):
     params = AutoMaskParameters(
-        negativethreshold=2.0, fastnoise=False, growiterations=5, minbeamfrac=0.2, smoothfactor=1.5,
-        cutthreshold=0.05, noisethreshold=4.0, lownoisethreshold=2.0,
+        negativethreshold=2.0,
+        fastnoise=False,
+        growiterations=5,
+        minbeamfrac=0.2,
+        smoothfactor=1.5,
+        cutthreshold=0.05,
+        noisethreshold=4.0,
+        lownoisethreshold=2.0,
     )
-    return TcleanRun(tmp_path_factory.mktemp("ammfsopt"), sim_mfs_ms, params=params, imsize=128,
-                     cell="10arcsec")
+    return TcleanRun(
+        tmp_path_factory.mktemp("ammfsopt"), sim_mfs_ms, params=params, imsize=128, cell="10arcsec"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -471,12 +525,29 @@ def run_cube(tmp_path_factory):
     sky = [
         SkyComponent(3.0, (0.0, 0.0), spectral_index=60.0),
         SkyComponent(0.06, (200.0, -150.0), spectral_index=60.0),
-        SkyComponent(0.5, (-300.0, 200.0), shape="gaussian", major_arcsec=150.0, minor_arcsec=100.0,
-                     pa_deg=-40.0, spectral_index=60.0),
+        SkyComponent(
+            0.5,
+            (-300.0, 200.0),
+            shape="gaussian",
+            major_arcsec=150.0,
+            minor_arcsec=100.0,
+            pa_deg=-40.0,
+            spectral_index=60.0,
+        ),
     ]
     ms = str(directory / "cube.ms")
-    simulate_ms(ms, sky, n_chan=5, freq_start_hz=1.35e9, chan_width_hz=0.05e9, ref_freq_hz=1.55e9,
-                noise_jy=1.0, hours=4.0, integration_s=120.0, phase_centre="J2000 12h30m00s +40d00m00s")
+    simulate_ms(
+        ms,
+        sky,
+        n_chan=5,
+        freq_start_hz=1.35e9,
+        chan_width_hz=0.05e9,
+        ref_freq_hz=1.55e9,
+        noise_jy=1.0,
+        hours=4.0,
+        integration_s=120.0,
+        phase_centre="J2000 12h30m00s +40d00m00s",
+    )
     # interpolation='nearest': with the default 'linear' the first image channel is only half filled.
     return TcleanRun(directory, ms, imsize=128, cell="15arcsec", specmode="cube", interpolation="nearest")
 

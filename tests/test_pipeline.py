@@ -46,7 +46,7 @@ def test_pipeline_unrolls_cycles():
         "connections.cycle": "c2",
         "connections.previous": "c1",
     }
-    assert pipeline["tasks"]["restore"]["config"]["connections.final"] == "c3"
+    assert pipeline["tasks"]["restore"]["config"]["connections.previous"] == "c3"
     assert "ContinuumImaging" not in to_yaml(pipeline)
     with pytest.raises(ValueError, match="at least one cycle"):
         continuum_pipeline(0)

@@ -85,7 +85,7 @@ def continuum_pipeline(n_cycles: int, parameters: Mapping[str, Any] | None = Non
             label = f"{kind}_c{cycle}"
             tasks[label] = _task(kind, parameters, **templates)
             cycle_labels.append(label)
-    tasks["restore"] = _task("restore", parameters, final=f"c{n_cycles}")
+    tasks["restore"] = _task("restore", parameters, previous=f"c{n_cycles}")
     return {
         "description": (
             f"Continuum (MFS) CLEAN as tclean does it, with up to {n_cycles} major/minor cycles unrolled "

@@ -145,7 +145,7 @@ def run_clean_tasks(
         products[f"mask_c{cycle}"] = mask
         if summary["converged"]:
             break
-    restored = RestoreTask(config=configured(RestoreConfig, final=f"c{cycle}")).run(
+    restored = RestoreTask(config=configured(RestoreConfig, previous=f"c{cycle}")).run(
         **common, psf_products=psf_products, residual=residual, model=model, summary=summary
     )
     products.update({name: value for name, value in restored.getDict().items() if not name.endswith("_png")})

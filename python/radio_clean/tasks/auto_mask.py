@@ -20,14 +20,14 @@ from ..image import RadioImage
 from ..ms import MeasurementSetHandle
 from .base import (
     IMAGE_DIMENSIONS,
-    PsfProductConnections,
+    PreviousCycleConnections,
     cycle_index,
     image_input,
     image_output,
     images_for_casa,
-    images_named,
     ms_selections,
     parameters_field,
+    previous_cycle_inputs,
     psf_product_images,
 )
 
@@ -36,27 +36,13 @@ _AUTOMASK_PARAMETERS = tuple(field.name for field in dataclasses.fields(automask
 
 
 class AutoMaskConnections(
-    PsfProductConnections,
+    PreviousCycleConnections,
     dimensions=IMAGE_DIMENSIONS,
     defaultTemplates={"cycle": "c1", "previous": "c0"},
 ):
     """Connections of AutoMaskTask for minor cycle ``cycle``."""
 
-    previous_residual = image_input("residual_{previous}", "Residual the minor cycle will clean (term 0).")
-    previous_residual_tt1 = image_input("residual_tt1_{previous}", "Residual Taylor term 1 (mtmfs).")
-    previous_residual_tt2 = image_input(
-        "residual_tt2_{previous}", "Residual Taylor term 2 (mtmfs, nterms=3)."
-    )
-    previous_model = image_input("model_{previous}", "Model so far (term 0); none before the first cycle.")
-    previous_model_tt1 = image_input("model_tt1_{previous}", "Model Taylor term 1 (mtmfs).")
-    previous_model_tt2 = image_input("model_tt2_{previous}", "Model Taylor term 2 (mtmfs, nterms=3).")
     previous_mask = image_input("mask_{previous}", "Mask of the previous cycle; none before the first cycle.")
-    previous_summary = cT.Input(
-        doc="Iteration summary of the previous cycle; none before the first cycle.",
-        name="summary_{previous}",
-        storageClass="StructuredDataDict",
-        dimensions=IMAGE_DIMENSIONS,
-    )
     previous_state = cT.Input(
         doc="auto-multithresh state after the previous cycle (positive mask, stopped channels).",
         name="automask_state_{previous}",
@@ -233,16 +219,13 @@ class AutoMaskTask(PipelineTask):
     def runQuantum(self, butlerQC, inputRefs, outputRefs):
         inputs = butlerQC.get(inputRefs)
         data_id = butlerQC.quantum.dataId
-        previous = images_named(inputs, "previous_")
         outputs = self.run(
             visibilities=inputs["visibilities"],
             field=data_id["field"],
             band=data_id["band"],
             psf_products=psf_product_images(inputs, self.config.parameters),
-            residual={name: image for name, image in previous.items() if name.startswith("residual")},
-            model={name: image for name, image in previous.items() if name.startswith("model")} or None,
             previous_mask=inputs.get("previous_mask"),
-            previous_summary=inputs.get("previous_summary"),
             previous_state=inputs.get("previous_state"),
+            **previous_cycle_inputs(inputs),
         )
         butlerQC.put(outputs, outputRefs)

@@ -12,10 +12,12 @@ __all__ = [
     "image_output",
     "images_for_casa",
     "images_from_casa",
+    "PreviousCycleConnections",
     "PsfProductConnections",
     "images_named",
     "images_of",
     "ms_selections",
+    "previous_cycle_inputs",
     "psf_product_images",
     "psf_products",
     "remove_unused_terms",
@@ -26,6 +28,7 @@ __all__ = [
 ]
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from lsst.pex.config import ConfigField
 from lsst.pipe.base import PipelineTaskConnections
@@ -203,6 +206,45 @@ class PsfProductConnections(PipelineTaskConnections, dimensions=IMAGE_DIMENSIONS
     def __init__(self, *, config=None):
         super().__init__(config=config)
         remove_unused_terms(self, config)
+
+
+class PreviousCycleConnections(
+    PsfProductConnections, dimensions=IMAGE_DIMENSIONS, defaultTemplates={"previous": "c0"}
+):
+    """Inputs of a task that starts from the state after cycle ``previous``."""
+
+    previous_residual = image_input("residual_{previous}", "Residual after the previous cycle (term 0).")
+    previous_residual_tt1 = image_input("residual_tt1_{previous}", "Residual Taylor term 1 (mtmfs).")
+    previous_residual_tt2 = image_input(
+        "residual_tt2_{previous}", "Residual Taylor term 2 (mtmfs, nterms=3)."
+    )
+    previous_model = image_input("model_{previous}", "Model after the previous cycle (term 0).")
+    previous_model_tt1 = image_input("model_tt1_{previous}", "Model Taylor term 1 (mtmfs).")
+    previous_model_tt2 = image_input("model_tt2_{previous}", "Model Taylor term 2 (mtmfs, nterms=3).")
+    previous_summary = cT.Input(
+        doc="Iteration summary after the previous cycle (with the iteration controller's history).",
+        name="summary_{previous}",
+        storageClass="StructuredDataDict",
+        dimensions=IMAGE_DIMENSIONS,
+    )
+
+    def __init__(self, *, config=None):
+        super().__init__(config=config)
+        if config is not None and config.connections.previous == "c0":
+            # After the dirty image there is no model or summary yet.
+            for name in list(self.inputs):
+                if name.startswith(("previous_model", "previous_summary", "previous_mask", "previous_state")):
+                    delattr(self, name)
+
+
+def previous_cycle_inputs(inputs: Mapping[str, Any]) -> dict[str, Any]:
+    """Split ``previous_*`` inputs into ``run``'s ``residual``, ``model`` and ``previous_summary``."""
+    previous = images_named(inputs, "previous_")
+    return dict(
+        residual={name: image for name, image in previous.items() if name.startswith("residual")},
+        model={name: image for name, image in previous.items() if name.startswith("model")} or None,
+        previous_summary=inputs.get("previous_summary"),
+    )
 
 
 def parameters_field() -> ConfigField:

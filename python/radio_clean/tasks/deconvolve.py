@@ -17,15 +17,15 @@ from ..image import RadioImage
 from ..ms import MeasurementSetHandle
 from .base import (
     IMAGE_DIMENSIONS,
-    PsfProductConnections,
+    PreviousCycleConnections,
     cycle_index,
     image_input,
     image_output,
     images_for_casa,
     images_from_casa,
-    images_named,
     ms_selections,
     parameters_field,
+    previous_cycle_inputs,
     psf_product_images,
     term_connection_names,
 )
@@ -42,26 +42,12 @@ def _empty_models(residual: Mapping[str, RadioImage]) -> dict[str, RadioImage]:
 
 
 class DeconvolveConnections(
-    PsfProductConnections,
+    PreviousCycleConnections,
     dimensions=IMAGE_DIMENSIONS,
     defaultTemplates={"cycle": "c1", "previous": "c0"},
 ):
     """Connections of DeconvolveTask for minor cycle ``cycle``."""
 
-    previous_residual = image_input("residual_{previous}", "Residual to clean (Taylor term 0 for mtmfs).")
-    previous_residual_tt1 = image_input("residual_tt1_{previous}", "Residual Taylor term 1 (mtmfs).")
-    previous_residual_tt2 = image_input(
-        "residual_tt2_{previous}", "Residual Taylor term 2 (mtmfs, nterms=3)."
-    )
-    previous_model = image_input("model_{previous}", "Model so far (term 0); none before the first cycle.")
-    previous_model_tt1 = image_input("model_tt1_{previous}", "Model Taylor term 1 (mtmfs).")
-    previous_model_tt2 = image_input("model_tt2_{previous}", "Model Taylor term 2 (mtmfs, nterms=3).")
-    previous_summary = cT.Input(
-        doc="Iteration summary (with the iteration controller's history) of the previous cycle.",
-        name="summary_{previous}",
-        storageClass="StructuredDataDict",
-        dimensions=IMAGE_DIMENSIONS,
-    )
     mask = image_input("mask_{cycle}", "This cycle's clean mask from AutoMaskTask.")
     model = image_output("model_{cycle}", "Model after this minor cycle (Taylor term 0 for mtmfs), Jy/pixel.")
     model_tt1 = image_output("model_tt1_{cycle}", "Model Taylor term 1 (mtmfs).")
@@ -73,13 +59,6 @@ class DeconvolveConnections(
         storageClass="StructuredDataDict",
         dimensions=IMAGE_DIMENSIONS,
     )
-
-    def __init__(self, *, config=None):
-        super().__init__(config=config)
-        if config is not None and cycle_index(config.connections.cycle) == 1:
-            for name in ("previous_model", "previous_model_tt1", "previous_model_tt2", "previous_summary"):
-                if name in self.inputs:
-                    delattr(self, name)
 
 
 class DeconvolveConfig(PipelineTaskConfig, pipelineConnections=DeconvolveConnections):
@@ -183,15 +162,12 @@ class DeconvolveTask(PipelineTask):
     def runQuantum(self, butlerQC, inputRefs, outputRefs):
         inputs = butlerQC.get(inputRefs)
         data_id = butlerQC.quantum.dataId
-        previous = images_named(inputs, "previous_")
         outputs = self.run(
             visibilities=inputs["visibilities"],
             field=data_id["field"],
             band=data_id["band"],
             psf_products=psf_product_images(inputs, self.config.parameters),
-            residual={name: image for name, image in previous.items() if name.startswith("residual")},
-            model={name: image for name, image in previous.items() if name.startswith("model")} or None,
             mask=inputs["mask"],
-            previous_summary=inputs.get("previous_summary"),
+            **previous_cycle_inputs(inputs),
         )
         butlerQC.put(outputs, outputRefs)

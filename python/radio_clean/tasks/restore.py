@@ -17,38 +17,23 @@ from ..ms import MeasurementSetHandle
 from ..quicklook import convergence_figure, image_figure
 from .base import (
     IMAGE_DIMENSIONS,
-    PsfProductConnections,
-    image_input,
+    PreviousCycleConnections,
     image_output,
     images_for_casa,
     images_from_casa,
-    images_named,
     ms_selections,
     parameters_field,
+    previous_cycle_inputs,
     psf_product_images,
     term_connection_names,
 )
 
 
 class RestoreConnections(
-    PsfProductConnections, dimensions=IMAGE_DIMENSIONS, defaultTemplates={"final": "c1"}
+    PreviousCycleConnections, dimensions=IMAGE_DIMENSIONS, defaultTemplates={"previous": "c1"}
 ):
-    """Connections of RestoreTask; ``final`` is the last cycle of the pipeline."""
+    """Connections of RestoreTask; ``previous`` is the last cycle of the pipeline."""
 
-    final_residual = image_input("residual_{final}", "Final residual (Taylor term 0 for mtmfs).")
-    final_residual_tt1 = image_input("residual_tt1_{final}", "Final residual Taylor term 1 (mtmfs).")
-    final_residual_tt2 = image_input(
-        "residual_tt2_{final}", "Final residual Taylor term 2 (mtmfs, nterms=3)."
-    )
-    final_model = image_input("model_{final}", "Final model (Taylor term 0 for mtmfs).")
-    final_model_tt1 = image_input("model_tt1_{final}", "Final model Taylor term 1 (mtmfs).")
-    final_model_tt2 = image_input("model_tt2_{final}", "Final model Taylor term 2 (mtmfs, nterms=3).")
-    final_summary = cT.Input(
-        doc="Final iteration summary.",
-        name="summary_{final}",
-        storageClass="StructuredDataDict",
-        dimensions=IMAGE_DIMENSIONS,
-    )
     image = image_output("image", "Restored image: model x beam + residual (Taylor term 0 for mtmfs).")
     image_tt1 = image_output("image_tt1", "Restored Taylor term 1 (mtmfs).")
     image_tt2 = image_output("image_tt2", "Restored Taylor term 2 (mtmfs, nterms=3).")
@@ -164,14 +149,14 @@ class RestoreTask(PipelineTask):
     def runQuantum(self, butlerQC, inputRefs, outputRefs):
         inputs = butlerQC.get(inputRefs)
         data_id = butlerQC.quantum.dataId
-        final = images_named(inputs, "final_")
+        cycle_inputs = previous_cycle_inputs(inputs)
         outputs = self.run(
             visibilities=inputs["visibilities"],
             field=data_id["field"],
             band=data_id["band"],
             psf_products=psf_product_images(inputs, self.config.parameters),
-            residual={name: image for name, image in final.items() if name.startswith("residual")},
-            model={name: image for name, image in final.items() if name.startswith("model")},
-            summary=inputs["final_summary"],
+            residual=cycle_inputs["residual"],
+            model=cycle_inputs["model"],
+            summary=cycle_inputs["previous_summary"],
         )
         butlerQC.put(outputs, outputRefs)
