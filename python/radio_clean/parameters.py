@@ -83,7 +83,50 @@ class CleanParametersConfig(Config):
         dtype=str,
         doc="Spectral mode.",
         default="mfs",
-        allowed={"mfs": "continuum (multi-frequency synthesis)", "cont": "same as mfs"},
+        allowed={
+            "mfs": "continuum (multi-frequency synthesis)",
+            "cont": "same as mfs",
+            "cube": "spectral cube in the outframe (Doppler-tracked)",
+            "cubedata": "spectral cube in the data's frame, no Doppler tracking",
+        },
+    )
+    nchan = Field(
+        dtype=int, doc="Cube channels (-1: all of the selected data).", default=-1, check=lambda n: n >= -1
+    )
+    start = Field(
+        dtype=str, doc="Cube first channel: channel number, frequency or velocity; '' = first.", default=""
+    )
+    width = Field(
+        dtype=str, doc="Cube channel width: channels, frequency or velocity; '' = native.", default=""
+    )
+    outframe = Field(dtype=str, doc="Cube spectral reference frame (LSRK, BARY, TOPO...).", default="LSRK")
+    veltype = ChoiceField(
+        dtype=str,
+        doc="Velocity definition for start/width in velocity.",
+        allowed={
+            "radio": "radio",
+            "optical": "optical",
+            "z": "redshift",
+            "ratio": "ratio",
+            "beta": "beta",
+            "gamma": "gamma",
+        },
+        default="radio",
+    )
+    restfreq = ListField(
+        dtype=str,
+        doc="Rest frequencies for velocities, e.g. ['1.420405752GHz'].",
+        default=[],
+        itemCheck=_frequency_or_empty,
+    )
+    interpolation = ChoiceField(
+        dtype=str,
+        doc="Spectral regridding of cube channels.",
+        allowed={"linear": "linear", "nearest": "nearest neighbour", "cubic": "cubic"},
+        default="linear",
+    )
+    perchanweightdensity = Field(
+        dtype=bool, doc="Cube: Briggs/uniform weight density per channel (tclean default True).", default=True
     )
     reffreq = Field(
         dtype=str,
