@@ -15,8 +15,12 @@ from lsst.daf.butler import Butler
 from .parameters import CleanParametersConfig
 
 
-def exported_names(parameters: CleanParametersConfig, final_cycle: int) -> dict[str, str]:
-    """Map FITS file names (as CASA's exportfits users know them) to dataset type names."""
+def exported_names(parameters: CleanParametersConfig, final_cycle: int, mask_cycle: int) -> dict[str, str]:
+    """Map FITS file names (as CASA's exportfits users know them) to dataset type names.
+
+    ``mask_cycle`` is the cycle of the last minor cycle: when tclean stops it
+    leaves the mask that minor cycle used, not one made after it.
+    """
     final = f"c{final_cycle}"
     if parameters.deconvolver != "mtmfs":
         names = {
@@ -25,7 +29,7 @@ def exported_names(parameters: CleanParametersConfig, final_cycle: int) -> dict[
             "model.fits": f"model_{final}",
             "psf.fits": "psf",
             "pb.fits": "pb",
-            "mask.fits": f"mask_{final}",
+            "mask.fits": f"mask_c{mask_cycle}",
             "sumwt.fits": "sumwt",
         }
         if parameters.pbcor:
@@ -33,7 +37,7 @@ def exported_names(parameters: CleanParametersConfig, final_cycle: int) -> dict[
         return names
     names = {
         "pb.tt0.fits": "pb",
-        "mask.fits": f"mask_{final}",
+        "mask.fits": f"mask_c{mask_cycle}",
         "alpha.fits": "alpha",
         "alpha.error.fits": "alpha_error",
     }
@@ -77,7 +81,8 @@ def export_products(
     clean_summary = butler.get("clean_summary", data_id)
     final_cycle = int(clean_summary["cycle"])
     files = []
-    for file_name, dataset_type in exported_names(parameters, final_cycle).items():
+    mask_cycle = min(final_cycle, max(1, int(clean_summary["nmajordone"]) - 1))
+    for file_name, dataset_type in exported_names(parameters, final_cycle, mask_cycle).items():
         butler.get(dataset_type, data_id).to_fits(os.path.join(directory, file_name), overwrite=True)
         files.append(file_name)
     for file_name, dataset_type in (("image.png", "image_png"), ("convergence.png", "convergence_png")):

@@ -8,6 +8,7 @@ import math
 import os
 import re
 import shutil
+import tempfile
 from typing import Any
 
 import casatools
@@ -17,7 +18,7 @@ from astropy.wcs import WCS
 from ..image import FITS_SPECSYS_FROM_CASA, STOKES_CODES, Beam, PlaneBeams, RadioImage
 from ._log import CasaError, casa_log_forwarded
 
-__all__ = ["read_casa_image", "write_casa_image"]
+__all__ = ["common_beam", "read_casa_image", "write_casa_image"]
 
 _logger = logging.getLogger(__name__)
 
@@ -510,3 +511,31 @@ def read_casa_image(path: str) -> RadioImage:
         restoring_beam=beam,
         provenance=provenance,
     )
+
+
+def common_beam(image: RadioImage) -> Beam:
+    """Return CASA's common beam of an image with per-plane beams (the smallest enclosing all).
+
+    Parameters
+    ----------
+    image : `RadioImage`
+        Image whose ``restoring_beam`` is a `PlaneBeams` (a single `Beam` is
+        returned as it is).
+    """
+    if isinstance(image.restoring_beam, Beam) or image.restoring_beam is None:
+        return image.restoring_beam
+    directory = tempfile.mkdtemp(prefix="radio_clean-beam-")
+    tool = casatools.image()
+    try:
+        with casa_log_forwarded():
+            # Only the beams matter: a one-pixel plane per channel keeps the scratch image small.
+            path = write_casa_image(
+                image.replace(pixels=image.pixels[:, :, :1, :1]), os.path.join(directory, "b.im")
+            )
+            tool.open(path)
+            record = tool.commonbeam()
+    finally:
+        tool.close()
+        shutil.rmtree(directory, ignore_errors=True)
+    # commonbeam() names the angle "pa", restoringbeam() "positionangle".
+    return _beam_from_record({"positionangle": record.get("pa"), **record})

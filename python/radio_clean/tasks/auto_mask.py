@@ -15,7 +15,7 @@ from lsst.pipe.base import connectionTypes as cT
 from lsst.utils.timer import timeMethod
 
 from .. import automask
-from ..casa import psf_sidelobe_level, update_mask
+from ..casa import common_beam, psf_sidelobe_level, update_mask
 from ..image import RadioImage
 from ..ms import MeasurementSetHandle
 from .base import (
@@ -192,7 +192,8 @@ class AutoMaskTask(PipelineTask):
         residual_image = residual["residual"]
         psf = psf_products["psf"]
         cell_arcsec = abs(float(psf.wcs.wcs.cdelt[1])) * 3600.0
-        beam = psf.restoring_beam
+        # For cubes CASA masks every channel with the common beam of all channels.
+        beam = common_beam(psf)
         sidelobe_level = psf_sidelobe_level(
             parameters.to_tclean(), images_for_casa({**psf_products, **residual}, parameters), selections
         )
