@@ -7,7 +7,6 @@ The calibration runs once per test session (per xdist worker) in the
 
 import json
 import os
-import shutil
 
 import numpy as np
 import pytest
@@ -15,7 +14,6 @@ import pytest
 import radio_clean  # noqa: F401  (sets up CASA's offline environment before casatools)
 import radio_clean.prepare as prepare
 from radio_clean.casa import CasaError, casa_log_forwarded, reattach_casa_log
-from radio_clean.demo import DEMO_DATASETS
 from radio_clean.prepare import (
     CALIBRATED_MS_NAME,
     LINE_MS_NAME,
@@ -35,28 +33,6 @@ EDGE = [0, 62]
 def _stat(path):
     stat = os.stat(path)
     return stat.st_size, stat.st_mtime_ns
-
-
-@pytest.fixture(scope="session")
-def ngc5921_prepared(tmp_path_factory):
-    """NGC5921 calibrated once per session: `PreparedData` with the calibrated and line MSs.
-
-    Treat the MeasurementSets as read-only; use ``ngc5921_line_ms`` for a copy to modify.
-    """
-    fits = DEMO_DATASETS["NGC5921"].resolve_fits()
-    before = _stat(fits)
-    prepared = prepare_ngc5921(str(tmp_path_factory.mktemp("ngc5921")))
-    # casadata's UVFITS is only read.
-    assert _stat(fits) == before
-    return prepared
-
-
-@pytest.fixture
-def ngc5921_line_ms(ngc5921_prepared, tmp_path):
-    """A private copy of the calibrated, continuum-subtracted NGC5921 MS."""
-    path = tmp_path / LINE_MS_NAME
-    shutil.copytree(ngc5921_prepared.line_ms, path)
-    return str(path)
 
 
 def _read_ms(path):
@@ -283,3 +259,12 @@ def test_failed_step_raises_casa_error(tmp_path, monkeypatch):
     with pytest.raises(CasaError, match=r"failed at bandpass on 3C286: .*VA99"):
         prepare_ngc5921(str(tmp_path))
     assert os.listdir(tmp_path) == []
+
+
+def test_casadata_fits_is_only_read(tmp_path):
+    from radio_clean.demo import DEMO_DATASETS
+
+    fits = DEMO_DATASETS["NGC5921"].resolve_fits()
+    before = _stat(fits)
+    prepare_ngc5921(str(tmp_path), continuum_subtract=False)
+    assert _stat(fits) == before
