@@ -69,3 +69,27 @@ def test_per_channel_beams_match_tclean(cube_runs):
     # VLA D configuration at 1.4 GHz: close to a minute of arc, a little wider with frequency falling.
     assert 40 < np.median(beams.major_arcsec) < 90
     assert not np.all(beams.major_arcsec == beams.major_arcsec[0])
+
+
+def test_channel_selection_matches_tclean(ngc5921_prepared, tmp_path):
+    """``spw=':20~40'`` selects those channels of the band, as tclean's ``spw='0:20~40'`` does."""
+    from casatasks import casalog, tclean
+
+    from radio_clean.casa import reattach_casa_log
+
+    ms = ngc5921_prepared.line_ms
+    info = read_ms_info(ms)
+    parameters = dict(imsize=[64], cell=["15arcsec"], niter=100, datacolumn="data")
+    ours = run_clean_tasks(
+        [MeasurementSetHandle(ms)],
+        field=info.fields[0].name,
+        band=info.spectral_windows[0].band_name,
+        parameters=dict(parameters, spw=":20~40"),
+    )
+    tclean(vis=ms, imagename=str(tmp_path / "img"), spw="0:20~40", **parameters)
+    reattach_casa_log(casalog)
+    theirs = read_casa_image(str(tmp_path / "img.image"))
+    peak = np.abs(theirs.pixels).max()
+    assert np.abs(ours["image"].pixels - theirs.pixels).max() <= 1e-3 * peak
+    # The HI line alone: the channel range changes the image (and its frequency) a lot.
+    assert ours["image"].frequencies[0] == pytest.approx(theirs.frequencies[0])

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 __all__ = ["MAX_TAYLOR_TERMS", "CleanParametersConfig", "ParameterError", "parse_parameter"]
 
+import re
+
 import astropy.units as u
 from lsst.pex.config import ChoiceField, Config, Field, FieldValidationError, ListField
 
@@ -57,6 +59,13 @@ class CleanParametersConfig(Config):
     antenna = Field(dtype=str, doc="CASA antenna/baseline selection (tclean antenna).", default="")
     scan = Field(dtype=str, doc="CASA scan selection (tclean scan).", default="")
     intent = Field(dtype=str, doc="CASA scan-intent selection (tclean intent).", default="")
+    spw = Field(
+        dtype=str,
+        doc="Channels of the band to image, in tclean's syntax after the window id: ':10~50' or "
+        "':5~20;30~60'; '' = all. The spectral windows themselves are those of the band in the data ID.",
+        default="",
+        check=lambda text: re.fullmatch(r"(:\d+(~\d+)?(;\d+(~\d+)?)*)?", text) is not None,
+    )
 
     # Image definition.
     imsize = ListField(

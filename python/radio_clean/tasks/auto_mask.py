@@ -168,7 +168,7 @@ class AutoMaskTask(PipelineTask):
                 if numpy_automask
                 else Struct(mask=previous_mask)
             )
-        selections = ms_selections(visibilities, field, band)
+        selections = ms_selections(visibilities, field, band, self.config.parameters.spw)
         parameters = self.config.parameters
         if numpy_automask:
             mask, state = self._auto_multithresh(

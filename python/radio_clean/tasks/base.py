@@ -110,8 +110,10 @@ def cycle_index(label: str) -> int:
     return int(label[1:])
 
 
-def ms_selections(visibilities: Sequence[MeasurementSetHandle], field: str, band: str) -> list[MsSelection]:
-    """Select a field and band from each MeasurementSet.
+def ms_selections(
+    visibilities: Sequence[MeasurementSetHandle], field: str, band: str, channels: str = ""
+) -> list[MsSelection]:
+    """Select a field and band (and optionally channels of it) from each MeasurementSet.
 
     Parameters
     ----------
@@ -122,11 +124,16 @@ def ms_selections(visibilities: Sequence[MeasurementSetHandle], field: str, band
     band : `str`
         Band name (the ``band`` dimension); the spectral windows of that
         set-up are selected in each MS.
+    channels : `str`, optional
+        tclean channel selection within the band, e.g. ``:10~50`` (the
+        ``spw`` parameter); empty for all channels.
     """
     selections = []
     for handle in sorted(visibilities, key=lambda h: h.path):
         spws = spectral_windows_of_band(handle.path, band)
-        selections.append(MsSelection(path=handle.path, field=field, spw=",".join(str(s) for s in spws)))
+        selections.append(
+            MsSelection(path=handle.path, field=field, spw=",".join(f"{s}{channels}" for s in spws))
+        )
     return selections
 
 

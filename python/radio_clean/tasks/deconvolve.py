@@ -136,7 +136,10 @@ class DeconvolveTask(PipelineTask):
             return Struct(**model, summary={**previous_summary, "cycle": cycle})
         images = images_for_casa({**psf_products, **residual, **(model or {}), "mask": mask}, parameters)
         result = run_minor_cycle(
-            parameters.to_tclean(), images, history, ms_selections(visibilities, field, band)
+            parameters.to_tclean(),
+            images,
+            history,
+            ms_selections(visibilities, field, band, self.config.parameters.spw),
         )
         models = images_from_casa(result.models) or _empty_models(residual)
         summary = {"cycle": cycle, **result.summary, "history": result.history.to_dict()}

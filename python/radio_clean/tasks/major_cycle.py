@@ -130,7 +130,11 @@ class MajorCycleTask(PipelineTask):
             return Struct(**previous_residual)
         images = images_for_casa({**psf_products, **(model or {})}, parameters)
         residuals = images_from_casa(
-            run_major_cycle(ms_selections(visibilities, field, band), parameters.to_tclean(), images)
+            run_major_cycle(
+                ms_selections(visibilities, field, band, self.config.parameters.spw),
+                parameters.to_tclean(),
+                images,
+            )
         )
         peak = float(abs(residuals["residual"].pixels).max())
         self.log.info(

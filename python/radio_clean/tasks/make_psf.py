@@ -86,7 +86,7 @@ class MakePsfTask(PipelineTask):
             One `RadioImage` attribute per output connection (``psf``,
             ``pb``, ``sumwt``...).
         """
-        selections = ms_selections(visibilities, field, band)
+        selections = ms_selections(visibilities, field, band, self.config.parameters.spw)
         images = images_from_casa(make_psf(selections, self.config.parameters.to_tclean()))
         beam = images["psf"].restoring_beam
         self.log.info("PSF of %s in %s from %d MS; fitted beam %s.", field, band, len(selections), beam)

@@ -131,7 +131,7 @@ class RestoreTask(PipelineTask):
                 summary.get("cycle", 0),
             )
         images = images_for_casa({**psf_products, **residual, **model}, parameters)
-        selections = ms_selections(visibilities, field, band)
+        selections = ms_selections(visibilities, field, band, self.config.parameters.spw)
         restored = images_from_casa(restore_images(parameters.to_tclean(), images, selections))
         wanted = term_connection_names("image", parameters.term_count)
         wanted += ["image_pbcor"] if parameters.pbcor else []
