@@ -337,10 +337,12 @@ def _add_pblimit_mask(workspace: _Workspace, pblimit: float) -> None:
     # CASA's normalizer gives the PB and residual a pixel mask where the PB is below pblimit,
     # and its auto-multithresh needs it; images that travelled as RadioImages have none.
     image = casatools.image()
-    for kind in workspace.kinds():
+    kinds = workspace.kinds()
+    pb_kind = "pb.tt0" if "pb.tt0" in kinds else "pb"
+    for kind in kinds:
         if kind.split(".")[0] in ("residual", "pb"):
             image.open(workspace.path(kind))
-            image.calcmask(f"'{workspace.path('pb')}' > {pblimit}", name="mask0")
+            image.calcmask(f"'{workspace.path(pb_kind)}' > {pblimit}", name="mask0")
             image.close()
 
 
@@ -369,6 +371,9 @@ def update_mask(
     mask : `RadioImage`
         1 where the minor cycle may clean, 0 elsewhere.
     """
+    if "mask" in images:
+        # The previous mask goes on from the image; CASA refuses a mask specification on top of it.
+        parameters = {**parameters, "mask": ""}
     with _workspace(images) as workspace, _tools(selections, workspace, parameters) as tools:
         pblimit = tools.parameters.getNormPars()["0"]["pblimit"]
         if pblimit > 0:
@@ -511,6 +516,9 @@ def run_minor_cycle(
     """
     history = IterationHistory(cycles=list(history.cycles))
     first_cycle = not history.cycles
+    if "mask" in images:
+        # The mask image is this cycle's mask; CASA refuses a mask specification on top of it.
+        parameters = {**parameters, "mask": ""}
     without_mask = {kind: image for kind, image in images.items() if kind != "mask"}
     inits = []
     with _workspace(without_mask) as workspace, _tools(selections, workspace, parameters) as tools:

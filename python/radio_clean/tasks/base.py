@@ -80,7 +80,8 @@ def psf_connection_names(base: str, parameters: CleanParametersConfig) -> list[s
 def casa_kind(name: str, parameters: CleanParametersConfig) -> str:
     """CASA image kind of a connection: ``model_tt1`` -> ``model.tt1``; ``psf`` -> ``psf.tt0`` for mtmfs."""
     base, _, term = name.partition("_tt")
-    if parameters.deconvolver != "mtmfs" or base in ("pb", "mask", "alpha", "image_pbcor"):
+    # mtmfs names every image by Taylor term, the PB too (pb.tt0), but not the mask or alpha.
+    if parameters.deconvolver != "mtmfs" or base in ("mask", "alpha", "image_pbcor"):
         return {"image_pbcor": "image.pbcor", "alpha_error": "alpha.error"}.get(name, name)
     return f"{base}.tt{term or 0}"
 
