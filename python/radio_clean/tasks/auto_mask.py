@@ -27,6 +27,7 @@ from .base import (
     images_for_casa,
     ms_selections,
     parameters_field,
+    passed_through,
     previous_cycle_inputs,
     psf_product_images,
 )
@@ -218,6 +219,9 @@ class AutoMaskTask(PipelineTask):
         return mask_image, state
 
     def runQuantum(self, butlerQC, inputRefs, outputRefs):
+        sources = {"mask": "previous_mask", "state": "previous_state"}
+        if passed_through(butlerQC, inputRefs, outputRefs, "previous_summary", sources):
+            return
         inputs = butlerQC.get(inputRefs)
         data_id = butlerQC.quantum.dataId
         outputs = self.run(

@@ -25,6 +25,7 @@ from .base import (
     images_from_casa,
     ms_selections,
     parameters_field,
+    passed_through,
     previous_cycle_inputs,
     psf_product_images,
     term_connection_names,
@@ -163,6 +164,9 @@ class DeconvolveTask(PipelineTask):
         return Struct(**{name: models[name] for name in terms}, summary=summary)
 
     def runQuantum(self, butlerQC, inputRefs, outputRefs):
+        sources = {name: f"previous_{name}" for name in ("model", "model_tt1", "model_tt2", "summary")}
+        if passed_through(butlerQC, inputRefs, outputRefs, "previous_summary", sources):
+            return
         inputs = butlerQC.get(inputRefs)
         data_id = butlerQC.quantum.dataId
         outputs = self.run(

@@ -26,6 +26,7 @@ from .base import (
     images_of,
     ms_selections,
     parameters_field,
+    passed_through,
     psf_product_images,
     term_connection_names,
 )
@@ -149,6 +150,10 @@ class MajorCycleTask(PipelineTask):
         )
 
     def runQuantum(self, butlerQC, inputRefs, outputRefs):
+        terms = {name: f"previous_{name}" for name in ("residual", "residual_tt1", "residual_tt2")}
+        if passed_through(butlerQC, inputRefs, outputRefs, "summary", terms):
+            self.log.info("Converged: residual passed on without gridding.")
+            return
         inputs = butlerQC.get(inputRefs)
         data_id = butlerQC.quantum.dataId
         outputs = self.run(
