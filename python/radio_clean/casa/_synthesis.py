@@ -244,7 +244,16 @@ class _Tools:
 
 @contextlib.contextmanager
 def _tools(selections: Sequence[MsSelection], workspace: _Workspace, parameters: Mapping[str, Any]):
+    # File names the user gave are relative to where they are; the tools run in the workspace.
+    parameters = dict(parameters)
+    for name in ("mask", "vptable"):
+        if parameters.get(name) and os.path.exists(parameters[name]):
+            parameters[name] = os.path.abspath(parameters[name])
     tools = _Tools(_imager_parameters(selections, workspace.imagename, parameters))
+    # CASA writes scratch tables (IMAGING_WEIGHT_*, TempLattice*) into the working directory;
+    # keep them in the workspace, which is removed afterwards.
+    working_directory = os.getcwd()
+    os.chdir(os.path.dirname(workspace.imagename))
     try:
         with casa_log_forwarded():
             yield tools
@@ -255,6 +264,7 @@ def _tools(selections: Sequence[MsSelection], workspace: _Workspace, parameters:
     finally:
         with casa_log_forwarded():
             tools.close()
+        os.chdir(working_directory)
 
 
 def _divides_in_python(parameters: Mapping[str, Any]) -> bool:
