@@ -47,6 +47,10 @@ class Case:
 
 CASES = {
     "3c273-hogbom-natural-nomask": Case("3c273", {**_3C273, "deconvolver": "hogbom", "weighting": "natural"}),
+    "3c273-hogbom-briggs-wproject": Case(
+        "3c273",
+        {**_3C273, "deconvolver": "hogbom", "weighting": "briggs", "gridder": "wproject", "wprojplanes": 8},
+    ),
     "3c273-clark-uniform-usermask": Case(
         "3c273", {**_3C273, "deconvolver": "clark", "weighting": "uniform", "mask": USER_MASK}
     ),
