@@ -33,7 +33,7 @@ from collections.abc import Iterable
 # environment before casatools is imported.
 import casatools
 
-from .casa import CasaError, casa_log_forwarded
+from .casa import CasaError, casa_log_forwarded, is_measurement_set
 
 _log = logging.getLogger(__name__)
 
@@ -99,20 +99,6 @@ def _prepare_directory(directory: str) -> str:
     return directory
 
 
-def _is_measurement_set(path: str) -> bool:
-    if not os.path.isfile(os.path.join(path, "table.dat")):
-        return False
-    table = casatools.table()
-    try:
-        with casa_log_forwarded():
-            table.open(path, nomodify=True)
-            return table.info().get("type") == "Measurement Set"
-    except Exception:
-        return False
-    finally:
-        table.close()
-
-
 def write_demo_ms(name: str, directory: str, *, overwrite: bool = False) -> str:
     """Write one demonstration MeasurementSet into ``directory``.
 
@@ -148,7 +134,7 @@ def write_demo_ms(name: str, directory: str, *, overwrite: bool = False) -> str:
     directory = _prepare_directory(directory)
     target = os.path.join(directory, dataset.ms_name)
     if os.path.lexists(target):
-        if not _is_measurement_set(target):
+        if not is_measurement_set(target):
             raise CasaError(
                 f"{target} exists but is not a MeasurementSet; move it away or choose another directory."
             )
@@ -170,7 +156,7 @@ def write_demo_ms(name: str, directory: str, *, overwrite: bool = False) -> str:
         finally:
             ms_tool.close()
             ms_tool.done()
-        if ok is False or not _is_measurement_set(partial):
+        if ok is False or not is_measurement_set(partial):
             raise CasaError(f"casatools could not convert {fits} to a MeasurementSet (see the CASA log).")
         _install(partial, target, scratch, overwrite=overwrite)
     finally:
@@ -187,7 +173,7 @@ def _install(partial: str, target: str, scratch: str, *, overwrite: bool) -> Non
     try:
         os.rename(partial, target)
     except OSError as err:
-        if os.path.lexists(target) and _is_measurement_set(target):
+        if os.path.lexists(target) and is_measurement_set(target):
             # Another process finished the same MS first; theirs is as good as ours.
             _log.info("%s appeared while converting; keeping it.", target)
             return

@@ -10,7 +10,14 @@ import casatools
 
 from ._log import CasaError, casa_log_forwarded
 
-__all__ = ["FieldInfo", "MsInfo", "SpectralWindowInfo", "read_ms_info", "spectral_windows_of_band"]
+__all__ = [
+    "FieldInfo",
+    "MsInfo",
+    "SpectralWindowInfo",
+    "is_measurement_set",
+    "read_ms_info",
+    "spectral_windows_of_band",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,7 +76,8 @@ class MsInfo:
         return hashlib.sha256(repr(sorted(identity.items())).encode()).hexdigest()
 
 
-def _is_measurement_set(path: str) -> bool:
+def is_measurement_set(path: str) -> bool:
+    """Return whether ``path`` is a MeasurementSet (opened read-only to look)."""
     # A casacore table is a directory with table.dat; an MS says so in its table info.
     if not os.path.isfile(os.path.join(path, "table.dat")):
         return False
@@ -172,7 +180,7 @@ def read_ms_info(path: str) -> MsInfo:
             f"{path} is a file, not a MeasurementSet (an MS is a directory); "
             "convert UVFITS or other formats to an MS first (CASA's importuvfits)."
         )
-    if not _is_measurement_set(path):
+    if not is_measurement_set(path):
         raise CasaError(
             f"{path} is a directory but not a MeasurementSet (no casacore MS table in it); "
             "give the top-level .ms directory."
