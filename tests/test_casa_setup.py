@@ -1,6 +1,5 @@
 """Importing radio_clean makes casatools work offline and logs CASA into Python logging."""
 
-import logging
 import os
 import subprocess
 import sys
@@ -53,22 +52,6 @@ def test_user_site_config_is_respected(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == str(site)
-
-
-def test_casa_severe_becomes_python_error(caplog, tmp_path):
-    import casatools
-
-    import radio_clean.casa as casa
-
-    caplog.set_level(logging.INFO, logger="radio_clean.casa")
-    table = casatools.table()
-    try:
-        table.open(str(tmp_path / "missing.tab"))
-    except RuntimeError:
-        pass
-    casa.forward_casa_log()
-    severe = [r for r in caplog.records if r.name == "radio_clean.casa" and r.levelno == logging.ERROR]
-    assert severe and "missing.tab" in severe[-1].getMessage()
 
 
 def test_casa_console_copies_are_dropped(tmp_path):
