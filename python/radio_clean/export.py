@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["export_products", "exported_names"]
+__all__ = ["export_products", "exported_names", "last_minor_cycle"]
 
 import json
 import os
@@ -13,6 +13,15 @@ import numpy as np
 from lsst.daf.butler import Butler
 
 from .parameters import CleanParametersConfig
+
+
+def last_minor_cycle(summary: dict[str, Any]) -> int:
+    """Return the cycle whose minor cycle ran last; its mask is the one tclean leaves on disk.
+
+    When tclean stops it puts back the mask the last minor cycle used, not one
+    made after it.
+    """
+    return max(1, int(summary["nmajordone"]) - 1)
 
 
 def exported_names(parameters: CleanParametersConfig, final_cycle: int, mask_cycle: int) -> dict[str, str]:
@@ -81,7 +90,7 @@ def export_products(
     clean_summary = butler.get("clean_summary", data_id)
     final_cycle = int(clean_summary["cycle"])
     files = []
-    mask_cycle = min(final_cycle, max(1, int(clean_summary["nmajordone"]) - 1))
+    mask_cycle = min(final_cycle, last_minor_cycle(clean_summary))
     for file_name, dataset_type in exported_names(parameters, final_cycle, mask_cycle).items():
         butler.get(dataset_type, data_id).to_fits(os.path.join(directory, file_name), overwrite=True)
         files.append(file_name)

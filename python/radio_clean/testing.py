@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-__all__ = ["last_minor_cycle", "registry_snapshot", "run_clean_tasks", "tree_checksums"]
+__all__ = ["registry_snapshot", "run_clean_tasks", "tree_checksums"]
 
 import hashlib
 import os
 
 from lsst.daf.butler import Butler
+
+from .export import last_minor_cycle
 
 
 def tree_checksums(path: str | os.PathLike) -> dict[str, str]:
@@ -45,15 +47,6 @@ def registry_snapshot(repo: str) -> dict[str, object]:
             if not name.startswith("gen3.sqlite3")
         )
     return snapshot
-
-
-def last_minor_cycle(summary: dict) -> int:
-    """Return the cycle whose minor cycle ran last; its mask is the one tclean leaves on disk.
-
-    When tclean stops it puts back the mask the last minor cycle used, not one
-    made after it.
-    """
-    return max(1, int(summary["nmajordone"]) - 1)
 
 
 def run_clean_tasks(

@@ -62,17 +62,6 @@ class AutoMaskConnections(
         super().__init__(config=config)
         if config is None:
             return
-        if cycle_index(config.connections.cycle) == 1:
-            for name in (
-                "previous_model",
-                "previous_model_tt1",
-                "previous_model_tt2",
-                "previous_mask",
-                "previous_summary",
-                "previous_state",
-            ):
-                if name in self.inputs:
-                    delattr(self, name)
         if not config.uses_numpy_automask:
             del self.state
             if "previous_state" in self.inputs:
