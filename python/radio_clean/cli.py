@@ -57,6 +57,7 @@ def _image(args: argparse.Namespace) -> None:
         fields=fields,
         jobs=args.jobs,
         cycles=args.cycles,
+        chunk_channels=args.chunk_channels,
         output=args.output,
     )
     print(describe(run))
@@ -126,6 +127,11 @@ def _build_parser() -> argparse.ArgumentParser:
         "--cycles", type=int, default=DEFAULT_CYCLES, help=f"Most major cycles (default {DEFAULT_CYCLES})."
     )
     image.add_argument("--output", help="Output collection (default images/<UTC time>).")
+    image.add_argument(
+        "--chunk-channels",
+        type=int,
+        help="Cubes: channels per channel chunk, the unit of parallel work (default: --jobs chunks).",
+    )
     image.set_defaults(func=_image)
     return parser
 

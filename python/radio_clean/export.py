@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["export_products", "exported_names", "last_minor_cycle"]
+__all__ = ["export_cube_products", "export_products", "exported_names", "last_minor_cycle"]
 
 import json
 import os
@@ -12,7 +12,10 @@ from typing import Any
 import numpy as np
 from lsst.daf.butler import Butler
 
+from .image import RadioImage, write_fits_from_channel_pieces
 from .parameters import CleanParametersConfig
+from .quicklook import image_figure
+from .tasks.base import CHUNK_DATASET_PREFIX
 
 
 def last_minor_cycle(summary: dict[str, Any]) -> int:
@@ -116,3 +119,99 @@ def export_products(
     with open(os.path.join(directory, "summary.json"), "w") as stream:
         json.dump(summary, stream, indent=2)
     return summary
+
+
+def export_cube_products(
+    butler: Butler, data_id: dict[str, str], parameters: CleanParametersConfig, directory: str
+) -> dict[str, Any]:
+    """Write one field/band's chunked cube as single FITS cubes, quick looks and ``summary.json``.
+
+    Each chunk's image is read once and written into place in the cube file,
+    so no more than one chunk is in memory at a time.
+
+    Parameters
+    ----------
+    butler : `lsst.daf.butler.Butler`
+        Butler whose default collections hold the cube pipeline's outputs.
+    data_id : `dict`
+        ``instrument``, ``field`` and ``band``.
+    parameters : `CleanParametersConfig`
+        The parameters the pipeline ran with.
+    directory : `str`
+        Output directory (created if needed).
+
+    Returns
+    -------
+    summary : `dict`
+        What ``summary.json`` holds: totals over the chunks and, per chunk,
+        its channels, iterdone, nmajordone, stop code and reason.
+    """
+    os.makedirs(directory, exist_ok=True)
+    refs = butler.query_datasets(
+        CHUNK_DATASET_PREFIX + "clean_summary", data_id=data_id, with_dimension_records=True, explain=False
+    )
+    chunks = sorted(
+        ((ref.dataId, ref.dataId.records["channel_chunk"], butler.get(ref)) for ref in refs),
+        key=lambda chunk: chunk[1].chan_start,
+    )
+    n_chan = sum(record.chan_stop - record.chan_start for _, record, _ in chunks)
+    names = [
+        exported_names(
+            parameters, int(summary["cycle"]), min(int(summary["cycle"]), last_minor_cycle(summary))
+        )
+        for _, _, summary in chunks
+    ]
+    files = []
+    peak_map: list[RadioImage] = []
+    for file_name in names[0]:
+        pieces = (
+            butler.get(CHUNK_DATASET_PREFIX + chunk_names[file_name], chunk_id)
+            for (chunk_id, _, _), chunk_names in zip(chunks, names, strict=True)
+        )
+        if file_name == "image.fits":
+            pieces = _peak_over_channels(pieces, peak_map)
+        write_fits_from_channel_pieces(os.path.join(directory, file_name), pieces, n_chan)
+        files.append(file_name)
+    title = f"{data_id['field']} {data_id['band']} restored, peak over {n_chan} channels"
+    image_figure(peak_map[0], title=title).savefig(os.path.join(directory, "image.png"))
+    files.append("image.png")
+    for chunk_id, record, _ in chunks:
+        file_name = f"convergence_chunk{record.id}.png"
+        uri = butler.getURI(CHUNK_DATASET_PREFIX + "convergence_png", chunk_id)
+        shutil.copyfile(uri.ospath, os.path.join(directory, file_name))
+        files.append(file_name)
+    per_chunk = [
+        {
+            "channel_chunk": record.id,
+            "channels": [record.chan_start, record.chan_stop - 1],
+            "iterdone": int(summary["iterdone"]),
+            "nmajordone": int(summary["nmajordone"]),
+            "stopcode": int(summary["stopcode"]),
+            "stop_reason": summary["stop_reason"],
+            "converged": bool(summary["converged"]),
+        }
+        for _, record, summary in chunks
+    ]
+    summary = {
+        "field": data_id["field"],
+        "band": data_id["band"],
+        "iterdone": sum(chunk["iterdone"] for chunk in per_chunk),
+        "nmajordone": max(chunk["nmajordone"] for chunk in per_chunk),
+        "stop_reason": "; ".join(sorted({chunk["stop_reason"] for chunk in per_chunk})),
+        "converged": all(chunk["converged"] for chunk in per_chunk),
+        "channel_chunks": per_chunk,
+        "files": files,
+    }
+    with open(os.path.join(directory, "summary.json"), "w") as stream:
+        json.dump(summary, stream, indent=2)
+    return summary
+
+
+def _peak_over_channels(pieces, peak_map: list[RadioImage]):
+    """Pass the pieces on, leaving in ``peak_map`` the brightest value of each pixel over all channels."""
+    for piece in pieces:
+        peak = np.nanmax(piece.pixels, axis=1, keepdims=True)
+        if peak_map:
+            peak = np.fmax(peak_map[0].pixels, peak)
+        peak_map[:] = [piece.channel_slice(0, 1).replace(pixels=peak, restoring_beam=None, provenance={})]
+        yield piece

@@ -31,13 +31,14 @@ __all__ = [
     "RadioImage",
     "RadioImageFitsFormatter",
     "make_image_wcs",
+    "write_fits_from_channel_pieces",
 ]
 
 import json
 import math
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -83,6 +84,7 @@ _BEAMS_EXTNAME = "BEAMS"
 _PROVENANCE_EXTNAME = "PROVENANCE"
 _BUTLER_PROVENANCE_PREFIX = "LSST.BUTLER"
 _ARCSEC_PER_DEG = 3600.0
+_FITS_BLOCK = 2880
 
 
 @dataclass(frozen=True)
@@ -526,6 +528,42 @@ class RadioImage:
             restoring_beam=_beam_for_channels(self.restoring_beam, start, stop),
         )
 
+    @staticmethod
+    def concatenate_channels(pieces: Sequence[RadioImage]) -> RadioImage:
+        """Join consecutive channel ranges of one cube into one image.
+
+        Parameters
+        ----------
+        pieces : `~collections.abc.Sequence` [`RadioImage`]
+            Images of consecutive channels, in order (e.g. channel chunks).
+
+        Returns
+        -------
+        image : `RadioImage`
+            The channels together, with the first piece's coordinates, the
+            per-plane beams of all pieces (one beam if they all have the same)
+            and no provenance.
+
+        Raises
+        ------
+        ValueError
+            If the pieces are not consecutive channels of the same cube.
+        """
+        if not pieces:
+            raise ValueError("No channels to concatenate.")
+        first = pieces[0]
+        offset = 0
+        for piece in pieces:
+            if (piece.n_stokes, piece.ny, piece.nx) != (first.n_stokes, first.ny, first.nx):
+                raise ValueError(f"Image of shape {piece.shape} does not continue a cube of {first.shape}.")
+            _check_next_channels(first, piece, offset)
+            offset += piece.n_chan
+        return first.replace(
+            pixels=np.concatenate([piece.pixels for piece in pieces], axis=1),
+            restoring_beam=_joined_beams(pieces),
+            provenance={},
+        )
+
     # -- comparison ------------------------------------------------------------------------------
 
     def differences(
@@ -620,6 +658,106 @@ class RadioImage:
             The image or the channel range.
         """
         return _read_fits(path, channels)
+
+
+def write_fits_from_channel_pieces(path: str, pieces: Iterable[RadioImage], n_chan: int) -> None:
+    """Write a cube FITS file from consecutive channel ranges, holding one range in memory at a time.
+
+    The file is what `RadioImage.concatenate_channels` followed by
+    `RadioImage.to_fits` would write (without provenance), but each piece is
+    written into place as it comes and then dropped, so a cube larger than
+    memory can be assembled from its chunks.
+
+    Parameters
+    ----------
+    path : `str`
+        File to write (replaced if it exists).
+    pieces : `~collections.abc.Iterable` [`RadioImage`]
+        Images of consecutive channels, in order; read one at a time.
+    n_chan : `int`
+        Channels of the whole cube (the sum over the pieces).
+    """
+    first: RadioImage | None = None
+    beam_pieces = []  # the pieces' beams only (as one-plane-high images are not needed)
+    offset = 0
+    hdus = None
+    try:
+        for piece in pieces:
+            if first is None:
+                first = piece.channel_slice(0, 1).replace(pixels=piece.pixels[:, :1].copy(), provenance={})
+                header = _image_to_hdus(first.replace(restoring_beam=None))[0].header
+                header["NAXIS3"] = n_chan
+                if piece.restoring_beam is not None:
+                    header["CASAMBM"] = (True, "CASA multiple BEAMS table present")
+                _allocate_fits(path, header)
+                hdus = fits.open(path, mode="update", memmap=True)
+            _check_next_channels(first, piece, offset)
+            if offset + piece.n_chan > n_chan:
+                raise ValueError(f"The pieces have more than the {n_chan} channels declared.")
+            hdus[0].data[:, offset : offset + piece.n_chan] = piece.pixels
+            beam_pieces.append(_BeamsOf(piece.restoring_beam, piece.n_chan, piece.n_stokes))
+            offset += piece.n_chan
+    finally:
+        if hdus is not None:
+            hdus.close()
+    if offset != n_chan:
+        raise ValueError(f"The pieces have {offset} channels, not the {n_chan} declared.")
+    beams = _joined_beams(beam_pieces)
+    if beams is not None:
+        if isinstance(beams, Beam):
+            beams = PlaneBeams(*(np.full((n_chan, first.n_stokes), value) for value in astuple(beams)))
+        with fits.open(path, mode="append") as hdu_list:
+            hdu_list.append(_beams_table(beams))
+
+
+@dataclass(frozen=True)
+class _BeamsOf:
+    """What `_joined_beams` needs of an image."""
+
+    restoring_beam: RestoringBeam
+    n_chan: int
+    n_stokes: int
+
+
+def _check_next_channels(first: RadioImage, piece: RadioImage, offset: int) -> None:
+    """Check that ``piece`` starts at channel ``offset`` of the cube that ``first`` starts."""
+    expected = _wcs_for_channels(first.wcs, offset).wcs_pix2world([[0, 0, 0, 0]], 0)[0][2]
+    found = piece.wcs.wcs_pix2world([[0, 0, 0, 0]], 0)[0][2]
+    width = abs(first.wcs.wcs.cdelt[2] * first.wcs.wcs.pc[2][2]) or 1.0
+    if abs(found - expected) > 1e-3 * width:
+        raise ValueError(
+            f"The piece at channel {offset} starts at {float(found)!r} Hz, not at channel {offset} of the "
+            f"cube ({float(expected)!r} Hz)."
+        )
+
+
+def _allocate_fits(path: str, header: fits.Header) -> None:
+    """Write ``header`` and zeroed room for its data, without making the data in memory."""
+    axes = [header[f"NAXIS{axis}"] for axis in range(1, header["NAXIS"] + 1)]
+    n_bytes = abs(header["BITPIX"]) // 8 * math.prod(axes)
+    with open(path, "wb") as stream:
+        stream.write(header.tostring().encode("ascii"))
+        stream.truncate(stream.tell() + math.ceil(n_bytes / _FITS_BLOCK) * _FITS_BLOCK)
+
+
+def _joined_beams(pieces: Sequence[RadioImage | _BeamsOf]) -> RestoringBeam:
+    """Beams of consecutive channel ranges: one beam if all have the same, else per plane."""
+    beams = [piece.restoring_beam for piece in pieces]
+    if all(beam is None for beam in beams):
+        return None
+    if any(beam is None for beam in beams):
+        raise ValueError("Some channel ranges have a restoring beam and others none.")
+    if all(isinstance(beam, Beam) and beam == beams[0] for beam in beams):
+        return beams[0]
+    planes = [[], [], []]
+    for piece in pieces:
+        beam = piece.restoring_beam
+        values = (
+            astuple(beam) if isinstance(beam, Beam) else (beam.major_arcsec, beam.minor_arcsec, beam.pa_deg)
+        )
+        for plane, value in zip(planes, values, strict=True):
+            plane.append(np.broadcast_to(value, (piece.n_chan, piece.n_stokes)))
+    return PlaneBeams(*(np.concatenate(plane) for plane in planes))
 
 
 # -- helpers shared by channel_slice and the formatter ---------------------------------------------

@@ -15,11 +15,13 @@ from typing import Any
 
 import yaml
 
-from .export import export_products
+from .chunks import ChunkError, chunk_ranges, define_channel_chunks, output_channel_count
+from .export import export_cube_products, export_products
 from .ingest import INGEST_RUN, ingest_measurement_sets
 from .parameters import CleanParametersConfig, ParameterError, parse_parameter
-from .pipeline import DEFAULT_CYCLES, continuum_pipeline, to_yaml
+from .pipeline import DEFAULT_CYCLES, pipeline_for, to_yaml
 from .repo import create_repo, open_repo
+from .tasks.base import CHUNK_DATASET_PREFIX
 
 _log = logging.getLogger(__name__)
 
@@ -107,6 +109,7 @@ def image_measurement_sets(
     jobs: int = 1,
     cycles: int = DEFAULT_CYCLES,
     output: str | None = None,
+    chunk_channels: int | None = None,
 ) -> ImagingRun:
     """Ingest, build and run the CLEAN quantum graph with pipetask, and export FITS.
 
@@ -129,6 +132,9 @@ def image_measurement_sets(
         Most major/minor cycles the graph has room for.
     output : `str`, optional
         Output collection (default ``images/<UTC time>``).
+    chunk_channels : `int`, optional
+        Channels per chunk of a cube (``specmode`` cube or cubedata); by
+        default the cube is cut into ``jobs`` chunks.
 
     Returns
     -------
@@ -146,6 +152,16 @@ def image_measurement_sets(
             for record in butler.registry.queryDimensionRecords("observation")
             if record.name in names
         ]
+        query = f"observation IN ({', '.join(str(o) for o in observations)})"
+        if fields:
+            query += f" AND field IN ({', '.join(repr(f) for f in fields)})"
+        if _is_cube(parameters):
+            instruments = {
+                r.instrument
+                for r in butler.registry.queryDimensionRecords("observation")
+                if r.id in observations
+            }
+            query += f" AND ({_define_chunks(butler, query, instruments, parameters, chunk_channels, jobs)})"
     finally:
         butler.close()
     for outcome in outcomes:
@@ -154,15 +170,12 @@ def image_measurement_sets(
     os.makedirs(export_dir, exist_ok=True)
     pipeline_path = os.path.abspath(os.path.join(export_dir, "pipeline.yaml"))
     with open(pipeline_path, "w") as stream:
-        stream.write(to_yaml(continuum_pipeline(cycles, _pipeline_parameters(parameters))))
-    query = f"observation IN ({', '.join(str(o) for o in observations)})"
-    if fields:
-        query += f" AND field IN ({', '.join(repr(f) for f in fields)})"
+        stream.write(to_yaml(pipeline_for(cycles, _pipeline_parameters(parameters))))
     command = [
         os.path.join(os.path.dirname(sys.executable), "pipetask"),
         "--log-level", "radio_clean=INFO",
         "run", "-b", repo, "-i", INGEST_RUN, "-o", output, "-p", pipeline_path, "-d", query,
-        "-j", str(jobs), "--register-dataset-types",
+        "-j", str(jobs), "--start-method", "forkserver", "--register-dataset-types",
     ]  # fmt: skip
     _log.info("Running: %s", " ".join(command))
     result = subprocess.run(command)
@@ -178,15 +191,52 @@ def image_measurement_sets(
     )
 
 
+def _is_cube(parameters: CleanParametersConfig) -> bool:
+    return parameters.specmode in ("cube", "cubedata")
+
+
+def _define_chunks(
+    butler,
+    query: str,
+    instruments: set[str],
+    parameters: CleanParametersConfig,
+    chunk_channels: int | None,
+    jobs: int,
+) -> str:
+    """Define the channel chunks of every band to image; return the data query that selects them."""
+    selections = []
+    bands = [
+        band
+        for instrument in sorted(instruments)
+        for band in butler.registry.queryDimensionRecords("band", where=query, instrument=instrument)
+    ]
+    for band in bands:
+        try:
+            n_chan = output_channel_count(parameters, band.n_chan)
+            ranges = chunk_ranges(n_chan, chunk_channels or -(-n_chan // max(jobs, 1)))
+        except ChunkError as err:
+            raise ParameterError(str(err)) from None
+        ids = define_channel_chunks(butler, instrument=band.instrument, band=band.name, ranges=ranges)
+        _log.info("Band %s: %d channels in %d chunks %s.", band.name, n_chan, len(ranges), ranges)
+        selections.append(f"(band = '{band.name}' AND channel_chunk IN ({', '.join(map(str, ids))}))")
+    if not selections:
+        raise ImagingError("The MeasurementSets have no band with the fields asked for.")
+    return " OR ".join(selections)
+
+
 def _export(
     repo: str, collection: str, parameters: CleanParametersConfig, export_dir: str
 ) -> list[dict[str, Any]]:
+    cube = _is_cube(parameters)
+    summary_type = CHUNK_DATASET_PREFIX + "clean_summary" if cube else "clean_summary"
+    export = export_cube_products if cube else export_products
     with open_repo(repo, collections=collection) as butler:
-        refs = butler.query_datasets("clean_summary", collections=collection, explain=False)
+        refs = butler.query_datasets(summary_type, collections=collection, explain=False)
         data_ids = [
             dict(instrument=r.dataId["instrument"], field=r.dataId["field"], band=r.dataId["band"])
             for r in refs
         ]
+        data_ids = list({tuple(data_id.items()): data_id for data_id in data_ids}.values())
         summaries = []
         for data_id in data_ids:
             directory = (
@@ -194,9 +244,7 @@ def _export(
                 if len(data_ids) == 1
                 else os.path.join(export_dir, f"{data_id['field']}_{data_id['band']}")
             )
-            summaries.append(
-                {**export_products(butler, data_id, parameters, directory), "directory": directory}
-            )
+            summaries.append({**export(butler, data_id, parameters, directory), "directory": directory})
     return summaries
 
 

@@ -8,7 +8,13 @@ are handed to CASA's own ``ImagerParameters`` as tclean would hand them.
 
 from __future__ import annotations
 
-__all__ = ["MAX_TAYLOR_TERMS", "CleanParametersConfig", "ParameterError", "parse_parameter"]
+__all__ = [
+    "MAX_TAYLOR_TERMS",
+    "CleanParametersConfig",
+    "ParameterError",
+    "chunk_start",
+    "parse_parameter",
+]
 
 import re
 
@@ -333,14 +339,83 @@ class CleanParametersConfig(Config):
         if self.usemask == "pb" and self.pbmask <= 0:
             raise ParameterError("parameters.pbmask must be above 0 with usemask=pb (e.g. pbmask=0.5).")
 
-    def to_tclean(self) -> dict[str, object]:
-        """Return the parameters as the keyword arguments tclean would take."""
-        return dict(self.toDict())
+    def to_tclean(self, channels: tuple[int, int] | None = None) -> dict[str, object]:
+        """Return the parameters as the keyword arguments tclean would take.
+
+        Parameters
+        ----------
+        channels : `tuple` [`int`, `int`], optional
+            Output channels ``start`` to ``stop - 1`` of the cube these
+            parameters describe: ``start`` and ``nchan`` are changed so that
+            tclean makes exactly those channels (a channel chunk).
+
+        Raises
+        ------
+        ParameterError
+            If the chunk cannot be expressed with these start/width values.
+        """
+        tclean = dict(self.toDict())
+        if channels is not None:
+            first, stop = channels
+            if self.nchan != -1 and stop > self.nchan:
+                raise ParameterError(
+                    f"Channel chunk {first}~{stop - 1} is beyond the cube's nchan={self.nchan}; "
+                    "define the channel chunks for this nchan."
+                )
+            tclean.update(start=chunk_start(self.start, self.width, first), nchan=stop - first)
+        # CASA reads a channel number only as an int; the text "16" would be taken as no start at all.
+        for name in ("start", "width"):
+            if re.fullmatch(r"[-+]?\d+", str(tclean[name]).strip()):
+                tclean[name] = int(tclean[name])
+        return tclean
 
     @property
     def term_count(self) -> int:
         """Taylor terms of the model and residual (1 unless deconvolver='mtmfs')."""
         return self.nterms if self.deconvolver == "mtmfs" else 1
+
+
+_QUANTITY = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(.*?)\s*$")
+
+
+def chunk_start(start: str, width: str, offset: int) -> str:
+    """Return tclean's ``start`` for the cube channel ``offset`` channels after ``start``.
+
+    Parameters
+    ----------
+    start, width : `str`
+        tclean's ``start`` and ``width`` of the whole cube: channel numbers
+        (or empty), or frequencies/velocities with units.
+    offset : `int`
+        Output channel the chunk starts at.
+
+    Raises
+    ------
+    ParameterError
+        If ``start`` is a frequency or velocity and ``width`` does not give
+        the channel width in compatible units.
+    """
+    if offset == 0:
+        return start
+    start_match, width_match = _QUANTITY.match(start or "0"), _QUANTITY.match(width or "1")
+    if start_match is None or width_match is None:
+        raise ParameterError(f"Cannot read start={start!r} / width={width!r} as channels or quantities.")
+    start_value, start_unit = float(start_match[1]), start_match[2]
+    width_value, width_unit = float(width_match[1]), width_match[2]
+    if not start_unit and not width_unit:
+        return str(int(start_value + offset * width_value))
+    if not start_unit or not width_unit:
+        raise ParameterError(
+            f"Channel chunks of a cube with start={start!r} need width in the same kind of unit "
+            f"(e.g. width='24.4kHz' or '5km/s'), not width={width!r}."
+        )
+    try:
+        step = u.Quantity(width_value, width_unit).to_value(start_unit)
+    except (u.UnitsError, ValueError):
+        raise ParameterError(
+            f"width={width!r} cannot be added to start={start!r}: use the same kind of unit."
+        ) from None
+    return f"{float(start_value + offset * step)!r}{start_unit}"
 
 
 def _field_message(err: FieldValidationError) -> str:

@@ -21,6 +21,7 @@ from ..ms import MeasurementSetHandle
 from .base import (
     IMAGE_DIMENSIONS,
     PreviousCycleConnections,
+    channel_chunks_field,
     cycle_index,
     image_input,
     image_output,
@@ -30,6 +31,7 @@ from .base import (
     passed_through,
     previous_cycle_inputs,
     psf_product_images,
+    quantum_channels,
 )
 
 # tclean parameters of auto-multithresh (the same names in CleanParametersConfig).
@@ -72,6 +74,7 @@ class AutoMaskConfig(PipelineTaskConfig, pipelineConnections=AutoMaskConnections
     """Configuration of AutoMaskTask."""
 
     parameters = parameters_field()
+    channel_chunks = channel_chunks_field()
     implementation = ChoiceField(
         dtype=str,
         doc="Who makes auto-multithresh masks (user and pb masks always come from CASA's mask handler).",
@@ -118,6 +121,7 @@ class AutoMaskTask(PipelineTask):
         visibilities: Sequence[MeasurementSetHandle],
         field: str,
         band: str,
+        channels: tuple[int, int] | None = None,
         psf_products: Mapping[str, RadioImage],
         residual: Mapping[str, RadioImage],
         model: Mapping[str, RadioImage] | None = None,
@@ -133,6 +137,8 @@ class AutoMaskTask(PipelineTask):
             MeasurementSets (only their image definition is used).
         field, band : `str`
             Field and band names.
+        channels : `tuple` [`int`, `int`], optional
+            Output channels (start, stop) of a channel chunk of a cube.
         psf_products : `~collections.abc.Mapping` [`str`, `RadioImage`]
             MakePsfTask's images by connection name.
         residual : `~collections.abc.Mapping` [`str`, `RadioImage`]
@@ -160,9 +166,10 @@ class AutoMaskTask(PipelineTask):
             )
         selections = ms_selections(visibilities, field, band, self.config.parameters.spw)
         parameters = self.config.parameters
+        tclean_parameters = parameters.to_tclean(channels)
         if numpy_automask:
             mask, state = self._auto_multithresh(
-                psf_products, residual, previous_summary, previous_state, selections
+                tclean_parameters, psf_products, residual, previous_summary, previous_state, selections
             )
             result = Struct(mask=mask, state=state)
         else:
@@ -170,14 +177,16 @@ class AutoMaskTask(PipelineTask):
             if previous_mask is not None:
                 images["mask"] = previous_mask
             result = Struct(
-                mask=update_mask(parameters.to_tclean(), images_for_casa(images, parameters), selections)
+                mask=update_mask(tclean_parameters, images_for_casa(images, parameters), selections)
             )
         self.log.info(
             "Mask for %s: %d pixels.", self.config.connections.cycle, int((result.mask.pixels > 0).sum())
         )
         return result
 
-    def _auto_multithresh(self, psf_products, residual, previous_summary, previous_state, selections):
+    def _auto_multithresh(
+        self, tclean_parameters, psf_products, residual, previous_summary, previous_state, selections
+    ):
         parameters = self.config.parameters
         residual_image = residual["residual"]
         psf = psf_products["psf"]
@@ -185,7 +194,7 @@ class AutoMaskTask(PipelineTask):
         # For cubes CASA masks every channel with the common beam of all channels.
         beam = common_beam(psf)
         sidelobe_level = psf_sidelobe_level(
-            parameters.to_tclean(), images_for_casa({**psf_products, **residual}, parameters), selections
+            tclean_parameters, images_for_casa({**psf_products, **residual}, parameters), selections
         )
         mask, state = automask.auto_multithresh(
             residual_image.pixels,
@@ -217,6 +226,7 @@ class AutoMaskTask(PipelineTask):
             visibilities=inputs["visibilities"],
             field=data_id["field"],
             band=data_id["band"],
+            channels=quantum_channels(butlerQC),
             psf_products=psf_product_images(inputs, self.config.parameters),
             previous_mask=inputs.get("previous_mask"),
             previous_state=inputs.get("previous_state"),

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 __all__ = [
+    "CHUNK_DATASET_PREFIX",
+    "CHUNK_DIMENSIONS",
     "IMAGE_DIMENSIONS",
+    "channel_chunks_field",
+    "quantum_channels",
+    "use_channel_chunks",
     "MAX_PSF_TERMS",
     "casa_kind",
     "connection_name",
@@ -28,10 +33,11 @@ __all__ = [
     "visibilities_input",
 ]
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from lsst.pex.config import ConfigField
+from lsst.pex.config import ConfigField, Field
 from lsst.pipe.base import PipelineTaskConnections
 from lsst.pipe.base import connectionTypes as cT
 
@@ -42,6 +48,12 @@ from ..parameters import MAX_TAYLOR_TERMS, CleanParametersConfig
 
 IMAGE_DIMENSIONS = ("instrument", "field", "band")
 """Every image is of one field in one band (for all observations of it)."""
+
+CHUNK_DIMENSIONS = (*IMAGE_DIMENSIONS, "channel_chunk")
+"""In a cube pipeline every image is of one channel chunk of a field in a band."""
+
+CHUNK_DATASET_PREFIX = "cube_"
+"""Dataset types of channel chunks are named ``cube_psf``, ``cube_residual_c3``..."""
 
 MAX_PSF_TERMS = 2 * MAX_TAYLOR_TERMS - 1
 """mtmfs makes 2 nterms - 1 PSF (and sum-of-weight) Taylor terms."""
@@ -215,6 +227,7 @@ class PsfProductConnections(PipelineTaskConnections, dimensions=IMAGE_DIMENSIONS
     def __init__(self, *, config=None):
         super().__init__(config=config)
         remove_unused_terms(self, config)
+        use_channel_chunks(self, config)
 
 
 class PreviousCycleConnections(
@@ -288,6 +301,45 @@ def passed_through(butlerQC, inputRefs, outputRefs, summary_name: str, sources: 
         if output_ref is not None:
             butlerQC.put(butlerQC.get(getattr(inputRefs, input_name)), output_ref)
     return True
+
+
+def channel_chunks_field() -> Field:
+    """The ``channel_chunks`` field every CLEAN task config has."""
+    return Field(
+        dtype=bool,
+        default=False,
+        doc=(
+            "Image one channel chunk of a cube per quantum (the cube pipeline): quanta and images get the "
+            f"channel_chunk dimension, and image dataset types the prefix {CHUNK_DATASET_PREFIX!r}."
+        ),
+    )
+
+
+def use_channel_chunks(connections: PipelineTaskConnections, config) -> None:
+    """Give a task's quanta and image datasets the ``channel_chunk`` dimension if configured so.
+
+    Chunk datasets get their own dataset type names (``cube_psf``...), as a
+    dataset type's dimensions are fixed once it is registered.
+    """
+    if config is None or not config.channel_chunks:
+        return
+    connections.dimensions.add("channel_chunk")
+    for name in list(connections.inputs | connections.outputs):
+        connection = getattr(connections, name)
+        if set(connection.dimensions) == set(IMAGE_DIMENSIONS):
+            chunked = dataclasses.replace(
+                connection, name=CHUNK_DATASET_PREFIX + connection.name, dimensions=CHUNK_DIMENSIONS
+            )
+            setattr(connections, name, chunked)
+
+
+def quantum_channels(butlerQC) -> tuple[int, int] | None:
+    """Return the output channel range (start, stop) of a chunk quantum, or `None` for a whole cube."""
+    data_id = butlerQC.quantum.dataId
+    if "channel_chunk" not in data_id.dimensions.names:
+        return None
+    record = data_id.records["channel_chunk"]
+    return record.chan_start, record.chan_stop
 
 
 def parameters_field() -> ConfigField:

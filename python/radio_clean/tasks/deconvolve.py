@@ -18,6 +18,7 @@ from ..ms import MeasurementSetHandle
 from .base import (
     IMAGE_DIMENSIONS,
     PreviousCycleConnections,
+    channel_chunks_field,
     cycle_index,
     image_input,
     image_output,
@@ -28,6 +29,7 @@ from .base import (
     passed_through,
     previous_cycle_inputs,
     psf_product_images,
+    quantum_channels,
     term_connection_names,
 )
 
@@ -66,6 +68,7 @@ class DeconvolveConfig(PipelineTaskConfig, pipelineConnections=DeconvolveConnect
     """Configuration of DeconvolveTask."""
 
     parameters = parameters_field()
+    channel_chunks = channel_chunks_field()
 
     def validate(self) -> None:
         super().validate()
@@ -96,6 +99,7 @@ class DeconvolveTask(PipelineTask):
         visibilities: Sequence[MeasurementSetHandle],
         field: str,
         band: str,
+        channels: tuple[int, int] | None = None,
         psf_products: Mapping[str, RadioImage],
         residual: Mapping[str, RadioImage],
         mask: RadioImage,
@@ -110,6 +114,8 @@ class DeconvolveTask(PipelineTask):
             MeasurementSets (only their image definition is used).
         field, band : `str`
             Field and band names.
+        channels : `tuple` [`int`, `int`], optional
+            Output channels (start, stop) of a channel chunk of a cube.
         psf_products : `~collections.abc.Mapping` [`str`, `RadioImage`]
             MakePsfTask's images by connection name.
         residual : `~collections.abc.Mapping` [`str`, `RadioImage`]
@@ -137,7 +143,7 @@ class DeconvolveTask(PipelineTask):
             return Struct(**model, summary={**previous_summary, "cycle": cycle})
         images = images_for_casa({**psf_products, **residual, **(model or {}), "mask": mask}, parameters)
         result = run_minor_cycle(
-            parameters.to_tclean(),
+            parameters.to_tclean(channels),
             images,
             history,
             ms_selections(visibilities, field, band, self.config.parameters.spw),
@@ -173,6 +179,7 @@ class DeconvolveTask(PipelineTask):
             visibilities=inputs["visibilities"],
             field=data_id["field"],
             band=data_id["band"],
+            channels=quantum_channels(butlerQC),
             psf_products=psf_product_images(inputs, self.config.parameters),
             mask=inputs["mask"],
             **previous_cycle_inputs(inputs),

@@ -17,6 +17,7 @@ from ..ms import MeasurementSetHandle
 from .base import (
     IMAGE_DIMENSIONS,
     PsfProductConnections,
+    channel_chunks_field,
     cycle_index,
     image_input,
     image_output,
@@ -28,6 +29,7 @@ from .base import (
     parameters_field,
     passed_through,
     psf_product_images,
+    quantum_channels,
     term_connection_names,
 )
 
@@ -69,6 +71,7 @@ class MajorCycleConfig(PipelineTaskConfig, pipelineConnections=MajorCycleConnect
     """Configuration of MajorCycleTask."""
 
     parameters = parameters_field()
+    channel_chunks = channel_chunks_field()
 
     def validate(self) -> None:
         super().validate()
@@ -97,6 +100,7 @@ class MajorCycleTask(PipelineTask):
         visibilities: Sequence[MeasurementSetHandle],
         field: str,
         band: str,
+        channels: tuple[int, int] | None = None,
         psf_products: Mapping[str, RadioImage],
         model: Mapping[str, RadioImage] | None = None,
         summary: Mapping[str, Any] | None = None,
@@ -110,6 +114,8 @@ class MajorCycleTask(PipelineTask):
             MeasurementSets (read-only).
         field, band : `str`
             Field and band names.
+        channels : `tuple` [`int`, `int`], optional
+            Output channels (start, stop) of a channel chunk of a cube.
         psf_products : `~collections.abc.Mapping` [`str`, `RadioImage`]
             MakePsfTask's images by connection name (psf, pb, sumwt...).
         model : `~collections.abc.Mapping` [`str`, `RadioImage`], optional
@@ -133,7 +139,7 @@ class MajorCycleTask(PipelineTask):
         residuals = images_from_casa(
             run_major_cycle(
                 ms_selections(visibilities, field, band, self.config.parameters.spw),
-                parameters.to_tclean(),
+                parameters.to_tclean(channels),
                 images,
             )
         )
@@ -160,6 +166,7 @@ class MajorCycleTask(PipelineTask):
             visibilities=inputs["visibilities"],
             field=data_id["field"],
             band=data_id["band"],
+            channels=quantum_channels(butlerQC),
             psf_products=psf_product_images(inputs, self.config.parameters),
             model=images_of(inputs, "model"),
             summary=inputs.get("summary"),

@@ -13,12 +13,15 @@ from ..casa import make_psf
 from ..ms import MeasurementSetHandle
 from .base import (
     IMAGE_DIMENSIONS,
+    channel_chunks_field,
     image_output,
     images_from_casa,
     ms_selections,
     parameters_field,
     psf_products,
+    quantum_channels,
     remove_unused_terms,
+    use_channel_chunks,
     visibilities_input,
 )
 
@@ -49,12 +52,14 @@ class MakePsfConnections(PipelineTaskConnections, dimensions=IMAGE_DIMENSIONS):
     def __init__(self, *, config=None):
         super().__init__(config=config)
         remove_unused_terms(self, config)
+        use_channel_chunks(self, config)
 
 
 class MakePsfConfig(PipelineTaskConfig, pipelineConnections=MakePsfConnections):
     """Configuration of MakePsfTask."""
 
     parameters = parameters_field()
+    channel_chunks = channel_chunks_field()
 
 
 class MakePsfTask(PipelineTask):
@@ -68,7 +73,14 @@ class MakePsfTask(PipelineTask):
     _DefaultName = "makePsf"
 
     @timeMethod
-    def run(self, *, visibilities: Sequence[MeasurementSetHandle], field: str, band: str) -> Struct:
+    def run(
+        self,
+        *,
+        visibilities: Sequence[MeasurementSetHandle],
+        field: str,
+        band: str,
+        channels: tuple[int, int] | None = None,
+    ) -> Struct:
         """Grid the weights of all observations of the field in the band.
 
         Parameters
@@ -79,6 +91,8 @@ class MakePsfTask(PipelineTask):
             Field name.
         band : `str`
             Band name.
+        channels : `tuple` [`int`, `int`], optional
+            Output channels (start, stop) of a channel chunk of a cube.
 
         Returns
         -------
@@ -87,7 +101,7 @@ class MakePsfTask(PipelineTask):
             ``pb``, ``sumwt``...).
         """
         selections = ms_selections(visibilities, field, band, self.config.parameters.spw)
-        images = images_from_casa(make_psf(selections, self.config.parameters.to_tclean()))
+        images = images_from_casa(make_psf(selections, self.config.parameters.to_tclean(channels)))
         beam = images["psf"].restoring_beam
         self.log.info("PSF of %s in %s from %d MS; fitted beam %s.", field, band, len(selections), beam)
         return Struct(**{name: images[name] for name in psf_products(self.config.parameters)})
@@ -95,5 +109,10 @@ class MakePsfTask(PipelineTask):
     def runQuantum(self, butlerQC, inputRefs, outputRefs):
         inputs = butlerQC.get(inputRefs)
         data_id = butlerQC.quantum.dataId
-        outputs = self.run(visibilities=inputs["visibilities"], field=data_id["field"], band=data_id["band"])
+        outputs = self.run(
+            visibilities=inputs["visibilities"],
+            field=data_id["field"],
+            band=data_id["band"],
+            channels=quantum_channels(butlerQC),
+        )
         butlerQC.put(outputs, outputRefs)

@@ -18,6 +18,7 @@ from ..quicklook import convergence_figure, image_figure
 from .base import (
     IMAGE_DIMENSIONS,
     PreviousCycleConnections,
+    channel_chunks_field,
     image_output,
     images_for_casa,
     images_from_casa,
@@ -25,6 +26,7 @@ from .base import (
     parameters_field,
     previous_cycle_inputs,
     psf_product_images,
+    quantum_channels,
     term_connection_names,
 )
 
@@ -74,6 +76,7 @@ class RestoreConfig(PipelineTaskConfig, pipelineConnections=RestoreConnections):
     """Configuration of RestoreTask."""
 
     parameters = parameters_field()
+    channel_chunks = channel_chunks_field()
 
 
 class RestoreTask(PipelineTask):
@@ -94,6 +97,7 @@ class RestoreTask(PipelineTask):
         visibilities: Sequence[MeasurementSetHandle],
         field: str,
         band: str,
+        channels: tuple[int, int] | None = None,
         psf_products: Mapping[str, RadioImage],
         residual: Mapping[str, RadioImage],
         model: Mapping[str, RadioImage],
@@ -107,6 +111,8 @@ class RestoreTask(PipelineTask):
             MeasurementSets (only their image definition is used).
         field, band : `str`
             Field and band names.
+        channels : `tuple` [`int`, `int`], optional
+            Output channels (start, stop) of a channel chunk of a cube.
         psf_products : `~collections.abc.Mapping` [`str`, `RadioImage`]
             MakePsfTask's images by connection name.
         residual, model : `~collections.abc.Mapping` [`str`, `RadioImage`]
@@ -132,7 +138,7 @@ class RestoreTask(PipelineTask):
             )
         images = images_for_casa({**psf_products, **residual, **model}, parameters)
         selections = ms_selections(visibilities, field, band, self.config.parameters.spw)
-        restored = images_from_casa(restore_images(parameters.to_tclean(), images, selections))
+        restored = images_from_casa(restore_images(parameters.to_tclean(channels), images, selections))
         wanted = term_connection_names("image", parameters.term_count)
         wanted += ["image_pbcor"] if parameters.pbcor else []
         wanted += ["alpha", "alpha_error"] if parameters.deconvolver == "mtmfs" else []
@@ -154,6 +160,7 @@ class RestoreTask(PipelineTask):
             visibilities=inputs["visibilities"],
             field=data_id["field"],
             band=data_id["band"],
+            channels=quantum_channels(butlerQC),
             psf_products=psf_product_images(inputs, self.config.parameters),
             residual=cycle_inputs["residual"],
             model=cycle_inputs["model"],
