@@ -170,7 +170,8 @@ def image_measurement_sets(
     os.makedirs(export_dir, exist_ok=True)
     pipeline_path = os.path.abspath(os.path.join(export_dir, "pipeline.yaml"))
     with open(pipeline_path, "w") as stream:
-        stream.write(to_yaml(pipeline_for(cycles, _pipeline_parameters(parameters))))
+        pipeline = pipeline_for(cycles, _pipeline_parameters(parameters), n_observations=len(observations))
+        stream.write(to_yaml(pipeline))
     command = [
         os.path.join(os.path.dirname(sys.executable), "pipetask"),
         "--log-level", "radio_clean=INFO",

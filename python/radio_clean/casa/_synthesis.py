@@ -26,6 +26,7 @@ __all__ = [
     "MinorCycleResult",
     "MsSelection",
     "make_psf",
+    "normalize_residual",
     "psf_sidelobe_level",
     "restore_images",
     "run_major_cycle",
@@ -38,6 +39,7 @@ import contextlib
 import dataclasses
 import functools
 import inspect
+import json
 import os
 import shutil
 import tempfile
@@ -273,7 +275,9 @@ def _divides_in_python(parameters: Mapping[str, Any]) -> bool:
     return specmode in ("mfs", "cont") or parameters.get("deconvolver") == "mtmfs"
 
 
-def make_psf(selections: Sequence[MsSelection], parameters: Mapping[str, Any]) -> dict[str, RadioImage]:
+def make_psf(
+    selections: Sequence[MsSelection], parameters: Mapping[str, Any], *, weight_density: bool = False
+) -> dict[str, RadioImage]:
     """Make the PSF, primary beam and sums of weights, and fit the restoring beam.
 
     Parameters
@@ -282,15 +286,22 @@ def make_psf(selections: Sequence[MsSelection], parameters: Mapping[str, Any]) -
         The MeasurementSets (read-only) and their field/spw selections.
     parameters : `~collections.abc.Mapping`
         tclean parameters by name; unset ones take tclean's defaults.
+    weight_density : `bool`, optional
+        Also return the gridded weight density of all the MSs, from which
+        briggs and uniform weights are computed (``gridwt``), so that
+        major cycles of each MS alone weight as all of them together.
 
     Returns
     -------
     images : `dict` [`str`, `RadioImage`]
         ``psf``, ``pb``, ``sumwt`` and, where CASA makes them, ``weight``
-        (``psf.tt0``... for mtmfs). The PSF carries the fitted beam.
+        (``psf.tt0``... for mtmfs), and ``gridwt`` if asked for. The PSF
+        carries the fitted beam.
     """
     with _workspace() as workspace, _tools(selections, workspace, parameters) as tools:
         imager, normalizer, deconvolver = tools.imager(), tools.normalizer(), tools.deconvolver()
+        if weight_density:
+            imager.getweightdensity()
         imager.makepsf()
         if _divides_in_python(parameters):
             normalizer.gatherpsfweight()
@@ -304,11 +315,19 @@ def make_psf(selections: Sequence[MsSelection], parameters: Mapping[str, Any]) -
             imager.makepb()
         normalizer.normalizeprimarybeam()
         tools.close()
-        return workspace.get(["psf", "pb", "sumwt", "weight"])
+        images = workspace.get(["psf", "pb", "sumwt", "weight"])
+        # Natural weighting has no density.
+        if weight_density and os.path.exists(workspace.path("gridwt")):
+            images["gridwt"] = _read_weight_density(workspace.path("gridwt"))
+        return images
 
 
 def run_major_cycle(
-    selections: Sequence[MsSelection], parameters: Mapping[str, Any], images: Mapping[str, RadioImage]
+    selections: Sequence[MsSelection],
+    parameters: Mapping[str, Any],
+    images: Mapping[str, RadioImage],
+    *,
+    normalize: bool = True,
 ) -> dict[str, RadioImage]:
     """Predict the model, grid the residual visibilities and normalize: one major cycle.
 
@@ -320,25 +339,106 @@ def run_major_cycle(
         tclean parameters by name.
     images : `~collections.abc.Mapping` [`str`, `RadioImage`]
         ``psf``, ``pb``, ``sumwt`` (and ``weight``) from `make_psf`, and the
-        current ``model`` (absent for the dirty image).
+        current ``model`` (absent for the dirty image). With ``gridwt``
+        (the weight density of all MSs) the visibilities are weighted with
+        it instead of their own.
+    normalize : `bool`, optional
+        If `False`, return the gridded residual before it is divided by the
+        sum of weights: one partition's share, for `normalize_residual`.
+        Its reference frequency is the PSF's (that of all partitions).
 
     Returns
     -------
     residuals : `dict` [`str`, `RadioImage`]
         ``residual`` (``residual.tt0``... for mtmfs).
     """
+    density = images.get("gridwt")
+    images = {kind: image for kind, image in images.items() if kind != "gridwt"}
+    if not normalize and not parameters.get("reffreq"):
+        # A partition's own data would give its image another reference frequency (the
+        # middle of its band in LSRK at its times); use that of all partitions.
+        psf = images.get("psf", images.get("psf.tt0"))
+        parameters = {**parameters, "reffreq": f"{float(psf.frequencies[0])!r}Hz"}
     with _workspace(images) as workspace, _tools(selections, workspace, parameters) as tools:
         imager, normalizer = tools.imager(), tools.normalizer()
+        if density is not None:
+            # As CASA's parallel continuum imaging does on each node: weigh this partition's
+            # data first (CASA refuses a density for data it has not weighed), then replace
+            # its density by that of all partitions.
+            imager.getweightdensity()
+            joint_density = os.path.join(os.path.dirname(workspace.imagename), "all.gridwt")
+            _write_weight_density(density, joint_density)
+            imager.setweightdensity(joint_density)
         usemask = tools.parameters.getDecPars()["0"]["usemask"]
         if _divides_in_python(parameters):
             normalizer.dividemodelbyweight()
             normalizer.scattermodel()
         # lastcycle only matters for saving a model column, which radio_clean never does.
         imager.executemajorcycle(controls={"lastcycle": False, "usemask": usemask})
-        if _divides_in_python(parameters):
+        if normalize and _divides_in_python(parameters):
             normalizer.gatherresidual()
             normalizer.divideresidualbyweight()
             normalizer.multiplymodelbyweight()
+        tools.close()
+        return workspace.get(["residual"])
+
+
+# The weight density's image header (CASA "miscinfo") holds the Briggs scale factors and
+# which MS/field each density plane belongs to; CASA cannot use the density without them.
+_MISCINFO_KEY = "casa.miscinfo"
+
+
+def _read_weight_density(path: str) -> RadioImage:
+    tool = casatools.image()
+    tool.open(path)
+    miscinfo = tool.miscinfo()
+    tool.close()
+    as_json = {
+        key: value.tolist() if isinstance(value, np.ndarray) else value for key, value in miscinfo.items()
+    }
+    return read_casa_image(path).replace(provenance={_MISCINFO_KEY: json.dumps(as_json)})
+
+
+def _write_weight_density(image: RadioImage, path: str) -> None:
+    write_casa_image(image.replace(provenance={}), path)
+    miscinfo = json.loads(image.provenance[_MISCINFO_KEY])
+    tool = casatools.image()
+    tool.open(path)
+    tool.setmiscinfo(
+        {key: np.array(value) if isinstance(value, list) else value for key, value in miscinfo.items()}
+    )
+    tool.close()
+
+
+def _arrays_back(miscinfo: dict[str, Any]) -> dict[str, Any]:
+    return {key: np.array(value) if isinstance(value, list) else value for key, value in miscinfo.items()}
+
+
+def normalize_residual(
+    selections: Sequence[MsSelection], parameters: Mapping[str, Any], images: Mapping[str, RadioImage]
+) -> dict[str, RadioImage]:
+    """Divide a gathered residual by the sum of weights, as the end of a major cycle does.
+
+    Parameters
+    ----------
+    selections : `~collections.abc.Sequence` [`MsSelection`]
+        The MeasurementSets (for the image definition only; not read).
+    parameters : `~collections.abc.Mapping`
+        tclean parameters by name.
+    images : `~collections.abc.Mapping` [`str`, `RadioImage`]
+        ``psf``, ``pb``, ``sumwt`` (and ``weight``) of all partitions from
+        `make_psf`, and ``residual`` (``residual.tt0``...): the sum of the
+        partitions' residuals from ``run_major_cycle(..., normalize=False)``.
+
+    Returns
+    -------
+    residuals : `dict` [`str`, `RadioImage`]
+        The normalized ``residual`` (``residual.tt0``... for mtmfs).
+    """
+    with _workspace(images) as workspace, _tools(selections, workspace, parameters) as tools:
+        normalizer = tools.normalizer()
+        normalizer.gatherresidual()
+        normalizer.divideresidualbyweight()
         tools.close()
         return workspace.get(["residual"])
 

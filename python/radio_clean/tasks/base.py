@@ -6,7 +6,10 @@ __all__ = [
     "CHUNK_DATASET_PREFIX",
     "CHUNK_DIMENSIONS",
     "IMAGE_DIMENSIONS",
+    "PARTIAL_PREFIX",
     "channel_chunks_field",
+    "needs_weight_density",
+    "partition_by_observation_field",
     "quantum_channels",
     "use_channel_chunks",
     "MAX_PSF_TERMS",
@@ -54,6 +57,9 @@ CHUNK_DIMENSIONS = (*IMAGE_DIMENSIONS, "channel_chunk")
 
 CHUNK_DATASET_PREFIX = "cube_"
 """Dataset types of channel chunks are named ``cube_psf``, ``cube_residual_c3``..."""
+
+PARTIAL_PREFIX = "partial_"
+"""A per-observation share of a residual is named ``partial_residual_c3``..."""
 
 MAX_PSF_TERMS = 2 * MAX_TAYLOR_TERMS - 1
 """mtmfs makes 2 nterms - 1 PSF (and sum-of-weight) Taylor terms."""
@@ -315,13 +321,31 @@ def channel_chunks_field() -> Field:
     )
 
 
+def partition_by_observation_field() -> Field:
+    """The ``partition_by_observation`` field of the tasks a multi-observation pipeline splits."""
+    return Field(
+        dtype=bool,
+        default=False,
+        doc=(
+            "Continuum with several observations: major cycles run once per observation and a "
+            "gatherResidual step sums and normalizes their residuals (imaging weights from the density "
+            "of all observations, so the result equals imaging all the data together)."
+        ),
+    )
+
+
+def needs_weight_density(parameters: CleanParametersConfig) -> bool:
+    """Whether imaging weights depend on the gridded weight density of all the data (briggs, uniform)."""
+    return parameters.weighting not in ("natural", "radial")
+
+
 def use_channel_chunks(connections: PipelineTaskConnections, config) -> None:
     """Give a task's quanta and image datasets the ``channel_chunk`` dimension if configured so.
 
     Chunk datasets get their own dataset type names (``cube_psf``...), as a
     dataset type's dimensions are fixed once it is registered.
     """
-    if config is None or not config.channel_chunks:
+    if config is None or not getattr(config, "channel_chunks", False):
         return
     connections.dimensions.add("channel_chunk")
     for name in list(connections.inputs | connections.outputs):

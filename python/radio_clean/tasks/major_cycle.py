@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __all__ = ["MajorCycleConfig", "MajorCycleConnections", "MajorCycleTask"]
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -16,6 +17,7 @@ from ..image import RadioImage
 from ..ms import MeasurementSetHandle
 from .base import (
     IMAGE_DIMENSIONS,
+    PARTIAL_PREFIX,
     PsfProductConnections,
     channel_chunks_field,
     cycle_index,
@@ -26,7 +28,9 @@ from .base import (
     images_named,
     images_of,
     ms_selections,
+    needs_weight_density,
     parameters_field,
+    partition_by_observation_field,
     passed_through,
     psf_product_images,
     quantum_channels,
@@ -59,12 +63,32 @@ class MajorCycleConnections(
     residual_tt1 = image_output("residual_tt1_{cycle}", "Residual Taylor term 1 (mtmfs).")
     residual_tt2 = image_output("residual_tt2_{cycle}", "Residual Taylor term 2 (mtmfs, nterms=3).")
 
+    weight_density = image_input(
+        "weight_density", "Weight density of all observations from MakePsfTask (partitioned, briggs/uniform)."
+    )
+
     def __init__(self, *, config=None):
         super().__init__(config=config)
-        if config is not None and cycle_index(config.connections.cycle) == 0:
+        if config is None:
+            return
+        if cycle_index(config.connections.cycle) == 0:
             for name in list(self.inputs):
                 if name.startswith(("model", "previous_residual")) or name == "summary":
                     delattr(self, name)
+        if not (config.partition_by_observation and needs_weight_density(config.parameters)):
+            del self.weight_density
+        if config.partition_by_observation:
+            # One quantum per observation, whose residual is its share for GatherResidualTask.
+            self.dimensions.add("observation")
+            for name in list(self.inputs | self.outputs):
+                if name.startswith(("residual", "previous_residual")):
+                    connection = getattr(self, name)
+                    partial = dataclasses.replace(
+                        connection,
+                        name=f"{PARTIAL_PREFIX}{connection.name}",
+                        dimensions=(*connection.dimensions, "observation"),
+                    )
+                    setattr(self, name, partial)
 
 
 class MajorCycleConfig(PipelineTaskConfig, pipelineConnections=MajorCycleConnections):
@@ -72,9 +96,12 @@ class MajorCycleConfig(PipelineTaskConfig, pipelineConnections=MajorCycleConnect
 
     parameters = parameters_field()
     channel_chunks = channel_chunks_field()
+    partition_by_observation = partition_by_observation_field()
 
     def validate(self) -> None:
         super().validate()
+        if self.partition_by_observation and self.parameters.specmode not in ("mfs", "cont"):
+            raise ValueError("partition_by_observation is for continuum (specmode='mfs') imaging only.")
         cycle = cycle_index(self.connections.cycle)
         if cycle > 0 and self.connections.previous != f"c{cycle - 1}":
             raise ValueError(f"connections.previous must be c{cycle - 1} for cycle c{cycle}.")
@@ -105,6 +132,7 @@ class MajorCycleTask(PipelineTask):
         model: Mapping[str, RadioImage] | None = None,
         summary: Mapping[str, Any] | None = None,
         previous_residual: Mapping[str, RadioImage] | None = None,
+        weight_density: RadioImage | None = None,
     ) -> Struct:
         """Run one major cycle.
 
@@ -125,22 +153,30 @@ class MajorCycleTask(PipelineTask):
             This cycle's iteration summary from DeconvolveTask.
         previous_residual : `~collections.abc.Mapping` [`str`, `RadioImage`], optional
             The previous cycle's residual, passed on once converged.
+        weight_density : `RadioImage`, optional
+            Weight density of all observations, for a partition's imaging
+            weights (``partition_by_observation`` with briggs/uniform).
 
         Returns
         -------
         result : `lsst.pipe.base.Struct`
-            ``residual`` (and ``residual_tt1``... for mtmfs).
+            ``residual`` (and ``residual_tt1``... for mtmfs); with
+            ``partition_by_observation``, this observation's share of it,
+            not yet divided by the sum of weights.
         """
         parameters = self.config.parameters
         if summary is not None and summary["converged"]:
             self.log.info("Converged (%s): no gridding in this cycle.", summary["stop_reason"])
             return Struct(**previous_residual)
         images = images_for_casa({**psf_products, **(model or {})}, parameters)
+        if weight_density is not None:
+            images["gridwt"] = weight_density
         residuals = images_from_casa(
             run_major_cycle(
                 ms_selections(visibilities, field, band, self.config.parameters.spw),
                 parameters.to_tclean(channels),
                 images,
+                normalize=not self.config.partition_by_observation,
             )
         )
         peak = float(abs(residuals["residual"].pixels).max())
@@ -171,5 +207,6 @@ class MajorCycleTask(PipelineTask):
             model=images_of(inputs, "model"),
             summary=inputs.get("summary"),
             previous_residual=images_named(inputs, "previous_") or None,
+            weight_density=inputs.get("weight_density"),
         )
         butlerQC.put(outputs, outputRefs)

@@ -17,7 +17,9 @@ from .base import (
     image_output,
     images_from_casa,
     ms_selections,
+    needs_weight_density,
     parameters_field,
+    partition_by_observation_field,
     psf_products,
     quantum_channels,
     remove_unused_terms,
@@ -48,11 +50,19 @@ class MakePsfConnections(PipelineTaskConnections, dimensions=IMAGE_DIMENSIONS):
     weight_tt2 = image_output("weight_tt2", "Gridded weights Taylor term 2 (mosaic, mtmfs).")
     weight_tt3 = image_output("weight_tt3", "Gridded weights Taylor term 3 (mosaic, mtmfs, nterms=3).")
     weight_tt4 = image_output("weight_tt4", "Gridded weights Taylor term 4 (mosaic, mtmfs, nterms=3).")
+    weight_density = image_output(
+        "weight_density",
+        "Gridded weight density of all observations, for per-observation major cycles (briggs, uniform).",
+    )
 
     def __init__(self, *, config=None):
         super().__init__(config=config)
         remove_unused_terms(self, config)
         use_channel_chunks(self, config)
+        if config is not None and not (
+            config.partition_by_observation and needs_weight_density(config.parameters)
+        ):
+            del self.weight_density
 
 
 class MakePsfConfig(PipelineTaskConfig, pipelineConnections=MakePsfConnections):
@@ -60,6 +70,7 @@ class MakePsfConfig(PipelineTaskConfig, pipelineConnections=MakePsfConnections):
 
     parameters = parameters_field()
     channel_chunks = channel_chunks_field()
+    partition_by_observation = partition_by_observation_field()
 
 
 class MakePsfTask(PipelineTask):
@@ -98,13 +109,21 @@ class MakePsfTask(PipelineTask):
         -------
         result : `lsst.pipe.base.Struct`
             One `RadioImage` attribute per output connection (``psf``,
-            ``pb``, ``sumwt``...).
+            ``pb``, ``sumwt``... and ``weight_density`` when partitioned by
+            observation).
         """
         selections = ms_selections(visibilities, field, band, self.config.parameters.spw)
-        images = images_from_casa(make_psf(selections, self.config.parameters.to_tclean(channels)))
+        parameters = self.config.parameters
+        weight_density = self.config.partition_by_observation and needs_weight_density(parameters)
+        images = images_from_casa(
+            make_psf(selections, parameters.to_tclean(channels), weight_density=weight_density)
+        )
         beam = images["psf"].restoring_beam
         self.log.info("PSF of %s in %s from %d MS; fitted beam %s.", field, band, len(selections), beam)
-        return Struct(**{name: images[name] for name in psf_products(self.config.parameters)})
+        outputs = {name: images[name] for name in psf_products(parameters)}
+        if weight_density:
+            outputs["weight_density"] = images["gridwt"]
+        return Struct(**outputs)
 
     def runQuantum(self, butlerQC, inputRefs, outputRefs):
         inputs = butlerQC.get(inputRefs)
