@@ -46,6 +46,17 @@ def test_cluster_holds_every_task_of_the_shipped_pipeline():
     )
 
 
+def test_cube_submit_file_clusters_each_chunk():
+    config = load_submit_file("cube_local.yaml")
+    with open(CHECKOUT / "pipelines" / "CubeImaging.yaml") as stream:
+        pipeline = yaml.safe_load(stream)
+    assert config["pipelineYaml"] == "resource://radio_clean/pipelines/CubeImaging.yaml"
+    clustered = [label.strip() for label in config["cluster"]["continuum"]["pipetasks"].split(",")]
+    assert clustered == list(pipeline["tasks"])
+    assert config["cluster"]["continuum"]["dimensions"] == "instrument,field,band,channel_chunk"
+    assert config["computeSite"] == "local"
+
+
 @pytest.mark.parametrize("name, site", [("continuum_local.yaml", "local"), ("continuum_slurm.yaml", "slurm")])
 def test_submit_files_load(name, site):
     config = load_submit_file(name)

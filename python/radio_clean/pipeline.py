@@ -152,35 +152,45 @@ def _clean_pipeline(
     if n_cycles < 1:
         raise ValueError(f"A CLEAN pipeline needs at least one cycle, not {n_cycles}.")
     gathered = layout == "by_observation"
+
+    def label(kind: str) -> str:
+        # Labels name metadata dataset types, whose dimensions must not differ between the
+        # pipelines of one repository: cube tasks (per chunk) and per-observation major cycles
+        # get labels of their own.
+        if layout == "chunked":
+            return f"cube{kind[0].upper()}{kind[1:]}"
+        if gathered and kind == "majorCycle":
+            return "observationMajorCycle"
+        return kind
+
     tasks = {
-        "makePsf": _task("makePsf", parameters, layout),
-        "majorCycle_c0": _task("majorCycle", parameters, layout, cycle="c0"),
+        label("makePsf"): _task("makePsf", parameters, layout),
+        f"{label('majorCycle')}_c0": _task("majorCycle", parameters, layout, cycle="c0"),
     }
     if gathered:
         tasks["gatherResidual_c0"] = _task("gatherResidual", parameters, layout, cycle="c0")
     cycle_labels = []
     for cycle in range(1, n_cycles + 1):
         templates = {"cycle": f"c{cycle}", "previous": f"c{cycle - 1}"}
-        for kind in ("autoMask", "deconvolve", "majorCycle"):
-            label = f"{kind}_c{cycle}"
-            tasks[label] = _task(kind, parameters, layout, **templates)
-            cycle_labels.append(label)
-        if gathered:
-            tasks[f"gatherResidual_c{cycle}"] = _task("gatherResidual", parameters, layout, cycle=f"c{cycle}")
-            cycle_labels.append(f"gatherResidual_c{cycle}")
-    tasks["restore"] = _task("restore", parameters, layout, previous=f"c{n_cycles}")
+        kinds = ("autoMask", "deconvolve", "majorCycle") + (("gatherResidual",) if gathered else ())
+        for kind in kinds:
+            cycle_label = f"{label(kind)}_c{cycle}"
+            connections = {"cycle": f"c{cycle}"} if kind == "gatherResidual" else templates
+            tasks[cycle_label] = _task(kind, parameters, layout, **connections)
+            cycle_labels.append(cycle_label)
+    tasks[label("restore")] = _task("restore", parameters, layout, previous=f"c{n_cycles}")
     return {
         "description": description,
         "parameters": parameters,
         "tasks": tasks,
         "subsets": {
-            "psf": {"subset": ["makePsf"], "description": "PSF, primary beam and sums of weights."},
+            "psf": {"subset": [label("makePsf")], "description": "PSF, primary beam and sums of weights."},
             "dirty": {
-                "subset": ["makePsf", "majorCycle_c0"] + (["gatherResidual_c0"] if gathered else []),
+                "subset": list(tasks)[: 3 if gathered else 2],
                 "description": "The dirty image.",
             },
             "cycles": {"subset": cycle_labels, "description": "The major/minor cycles."},
-            "restoration": {"subset": ["restore"], "description": "Restored images and quick looks."},
+            "restoration": {"subset": [label("restore")], "description": "Restored images and quick looks."},
         },
     }
 

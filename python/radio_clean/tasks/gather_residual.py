@@ -54,13 +54,6 @@ class GatherResidualConnections(
     residual_tt1 = image_output("residual_tt1_{cycle}", "Residual Taylor term 1 (mtmfs).")
     residual_tt2 = image_output("residual_tt2_{cycle}", "Residual Taylor term 2 (mtmfs, nterms=3).")
 
-    def __init__(self, *, config=None):
-        super().__init__(config=config)
-        if config is None:
-            return
-        for term in range(config.parameters.term_count, 3):
-            delattr(self, f"partial_residual_tt{term}")
-
 
 class GatherResidualConfig(PipelineTaskConfig, pipelineConnections=GatherResidualConnections):
     """Configuration of GatherResidualTask."""
