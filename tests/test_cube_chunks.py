@@ -75,8 +75,8 @@ def test_chunked_cube_matches_serial_tclean(ngc5921_chunked):
     per_channel = np.abs(ours.pixels - serial["image"].pixels).max(axis=(0, 2, 3))
     assert per_channel.max() <= 1e-3 * peak, int(per_channel.argmax())
     np.testing.assert_allclose(ours.frequencies, serial["image"].frequencies, rtol=1e-12)
-    # A channel with no data (0 and 62 here) has a blank PSF; CASA gives it the beam of another channel
-    # of its cube, which for a chunk is another channel than for the whole cube.
+    # Channels 0 and 62 have no data and a blank PSF; CASA gives them the beam of another channel,
+    # which in a chunk is not the one it picks in the whole cube.
     with_data = np.any(serial["image"].pixels != 0, axis=(0, 2, 3))
     assert with_data.sum() == 61
     for name in ("major_arcsec", "minor_arcsec", "pa_deg"):
