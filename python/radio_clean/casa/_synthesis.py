@@ -404,14 +404,11 @@ def _write_weight_density(image: RadioImage, path: str) -> None:
     miscinfo = json.loads(image.provenance[_MISCINFO_KEY])
     tool = casatools.image()
     tool.open(path)
+    # JSON turned CASA's arrays (f2, d2) into lists; CASA wants them back as arrays.
     tool.setmiscinfo(
         {key: np.array(value) if isinstance(value, list) else value for key, value in miscinfo.items()}
     )
     tool.close()
-
-
-def _arrays_back(miscinfo: dict[str, Any]) -> dict[str, Any]:
-    return {key: np.array(value) if isinstance(value, list) else value for key, value in miscinfo.items()}
 
 
 def normalize_residual(

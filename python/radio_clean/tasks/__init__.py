@@ -11,6 +11,7 @@ multiprocessing.set_forkserver_preload(
         "lsst.daf.butler",
         "radio_clean.tasks.make_psf",
         "radio_clean.tasks.major_cycle",
+        "radio_clean.tasks.gather_residual",
         "radio_clean.tasks.auto_mask",
         "radio_clean.tasks.deconvolve",
         "radio_clean.tasks.restore",

@@ -8,7 +8,8 @@ __all__ = [
     "IMAGE_DIMENSIONS",
     "PARTIAL_PREFIX",
     "channel_chunks_field",
-    "needs_weight_density",
+    "shares_weight_density",
+    "with_dimension",
     "partition_by_observation_field",
     "quantum_channels",
     "use_channel_chunks",
@@ -334,27 +335,39 @@ def partition_by_observation_field() -> Field:
     )
 
 
-def needs_weight_density(parameters: CleanParametersConfig) -> bool:
-    """Whether imaging weights depend on the gridded weight density of all the data (briggs, uniform)."""
-    return parameters.weighting not in ("natural", "radial")
+def shares_weight_density(config) -> bool:
+    """Whether MakePsfTask hands the weight density of all observations to per-observation major cycles.
+
+    Only when the major cycles are partitioned by observation and the
+    weights depend on the density (briggs, uniform; not natural or radial).
+    """
+    return config.partition_by_observation and config.parameters.weighting not in ("natural", "radial")
+
+
+def with_dimension(connections: PipelineTaskConnections, name: str, prefix: str, dimension: str) -> None:
+    """Give connection ``name`` one more dimension and a dataset type named ``prefix`` + its name.
+
+    A dataset type's dimensions are fixed once it is registered, so datasets
+    with the extra dimension need a name of their own.
+    """
+    connection = getattr(connections, name)
+    changed = dataclasses.replace(
+        connection, name=prefix + connection.name, dimensions=(*connection.dimensions, dimension)
+    )
+    setattr(connections, name, changed)
 
 
 def use_channel_chunks(connections: PipelineTaskConnections, config) -> None:
     """Give a task's quanta and image datasets the ``channel_chunk`` dimension if configured so.
 
-    Chunk datasets get their own dataset type names (``cube_psf``...), as a
-    dataset type's dimensions are fixed once it is registered.
+    Chunk datasets get their own dataset type names (``cube_psf``...).
     """
     if config is None or not getattr(config, "channel_chunks", False):
         return
     connections.dimensions.add("channel_chunk")
     for name in list(connections.inputs | connections.outputs):
-        connection = getattr(connections, name)
-        if set(connection.dimensions) == set(IMAGE_DIMENSIONS):
-            chunked = dataclasses.replace(
-                connection, name=CHUNK_DATASET_PREFIX + connection.name, dimensions=CHUNK_DIMENSIONS
-            )
-            setattr(connections, name, chunked)
+        if set(getattr(connections, name).dimensions) == set(IMAGE_DIMENSIONS):
+            with_dimension(connections, name, CHUNK_DATASET_PREFIX, "channel_chunk")
 
 
 def quantum_channels(butlerQC) -> tuple[int, int] | None:

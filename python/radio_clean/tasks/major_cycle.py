@@ -4,7 +4,6 @@ from __future__ import annotations
 
 __all__ = ["MajorCycleConfig", "MajorCycleConnections", "MajorCycleTask"]
 
-import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -28,13 +27,14 @@ from .base import (
     images_named,
     images_of,
     ms_selections,
-    needs_weight_density,
     parameters_field,
     partition_by_observation_field,
     passed_through,
     psf_product_images,
     quantum_channels,
+    shares_weight_density,
     term_connection_names,
+    with_dimension,
 )
 
 
@@ -75,20 +75,14 @@ class MajorCycleConnections(
             for name in list(self.inputs):
                 if name.startswith(("model", "previous_residual")) or name == "summary":
                     delattr(self, name)
-        if not (config.partition_by_observation and needs_weight_density(config.parameters)):
+        if not shares_weight_density(config):
             del self.weight_density
         if config.partition_by_observation:
             # One quantum per observation, whose residual is its share for GatherResidualTask.
             self.dimensions.add("observation")
             for name in list(self.inputs | self.outputs):
                 if name.startswith(("residual", "previous_residual")):
-                    connection = getattr(self, name)
-                    partial = dataclasses.replace(
-                        connection,
-                        name=f"{PARTIAL_PREFIX}{connection.name}",
-                        dimensions=(*connection.dimensions, "observation"),
-                    )
-                    setattr(self, name, partial)
+                    with_dimension(self, name, PARTIAL_PREFIX, "observation")
 
 
 class MajorCycleConfig(PipelineTaskConfig, pipelineConnections=MajorCycleConnections):

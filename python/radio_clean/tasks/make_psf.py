@@ -17,12 +17,12 @@ from .base import (
     image_output,
     images_from_casa,
     ms_selections,
-    needs_weight_density,
     parameters_field,
     partition_by_observation_field,
     psf_products,
     quantum_channels,
     remove_unused_terms,
+    shares_weight_density,
     use_channel_chunks,
     visibilities_input,
 )
@@ -59,9 +59,7 @@ class MakePsfConnections(PipelineTaskConnections, dimensions=IMAGE_DIMENSIONS):
         super().__init__(config=config)
         remove_unused_terms(self, config)
         use_channel_chunks(self, config)
-        if config is not None and not (
-            config.partition_by_observation and needs_weight_density(config.parameters)
-        ):
+        if config is not None and not shares_weight_density(config):
             del self.weight_density
 
 
@@ -114,7 +112,7 @@ class MakePsfTask(PipelineTask):
         """
         selections = ms_selections(visibilities, field, band, self.config.parameters.spw)
         parameters = self.config.parameters
-        weight_density = self.config.partition_by_observation and needs_weight_density(parameters)
+        weight_density = shares_weight_density(self.config)
         images = images_from_casa(
             make_psf(selections, parameters.to_tclean(channels), weight_density=weight_density)
         )
