@@ -78,3 +78,46 @@ def test_casa_console_copies_are_dropped(tmp_path):
     ]
     assert any(line.startswith("radio_clean.casa|ERROR|") for line in lines)
     assert "not from casa" in lines
+
+
+def test_forked_processes_forward_only_their_own_casa_messages(tmp_path):
+    # pipetask forks quanta from one server process; two quanta side by side must not
+    # forward each other's CASA messages, and the files go when the server exits.
+    result = _run_python(
+        """
+        import logging, os, time
+        logging.basicConfig(level=logging.INFO, format="%(name)s|%(levelname)s|%(process)d|%(message)s")
+        import radio_clean.casa as casa
+        import casatools
+
+        children = []
+        for name in ("first", "second"):
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    casatools.table().open(f"/no/such/{name}/quantum")
+                except RuntimeError:
+                    pass
+                time.sleep(0.5)  # both have logged before either forwards
+                casa.forward_casa_log()
+                os._exit(0)
+            children.append(pid)
+        for pid in children:
+            os.waitpid(pid, 0)
+        casa.forward_casa_log()
+        print("LOGDIR", os.path.dirname(casa._log._forwarder._path))
+        """,
+        tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    forwarded = [
+        line.split("|", 3)
+        for line in result.stderr.splitlines()
+        if line.startswith("radio_clean.casa|") and "quantum" in line
+    ]
+    by_process = {pid: message for _, _, pid, message in forwarded}
+    assert len(forwarded) == 2 and len(by_process) == 2, result.stderr
+    assert sorted("first" in message for message in by_process.values()) == [False, True]
+    assert sorted("second" in message for message in by_process.values()) == [False, True]
+    log_dir = [line for line in result.stdout.splitlines() if line.startswith("LOGDIR")][0].split()[1]
+    assert not os.path.exists(log_dir)

@@ -9,7 +9,7 @@ import pytest
 from radio_clean.casa import read_casa_image, reattach_casa_log
 from radio_clean.chunks import ChunkError, chunk_ranges, output_channel_count, read_channels
 from radio_clean.image import RadioImage
-from radio_clean.imaging import image_measurement_sets, read_parameters
+from radio_clean.imaging import image_measurement_sets, independent_chains, read_parameters
 from radio_clean.parameters import CleanParametersConfig, ParameterError, chunk_start
 from radio_clean.repo import open_repo
 from radio_clean.simulate import SkyComponent, simulate_ms
@@ -123,6 +123,23 @@ def test_channel_range_reads_only_the_chunks_it_needs(ngc5921_chunked):
         with pytest.raises(ChunkError, match="not all in the repository"):
             read_channels(butler, "image", data_id, 60, 70)
     assert channels == exported.channel_slice(10, 40)
+
+
+def test_jobs_run_whole_chunks(ngc5921_chunked):
+    from lsst.pipe.base import QuantumGraph
+
+    _, _, _, directory = ngc5921_chunked
+    graph_path = str(directory / "export" / "quantum_graph.qgraph")
+    chunk_of = {
+        str(node.nodeId): node.quantum.dataId["channel_chunk"] for node in QuantumGraph.loadUri(graph_path)
+    }
+    groups = independent_chains(graph_path, 2)
+    # 4 chunks of makePsf, majorCycle_c0, 4 x (autoMask, deconvolve, majorCycle), restore.
+    assert [len(group) for group in groups] == [2 * 15, 2 * 15]
+    chunks_of_groups = [{chunk_of[node_id] for node_id in group} for group in groups]
+    assert sorted(len(chunks) for chunks in chunks_of_groups) == [2, 2]
+    assert set.union(*chunks_of_groups) == {0, 1, 2, 3}
+    assert [len(group) for group in independent_chains(graph_path, 8)] == [15] * 4
 
 
 def test_simulated_cube_fluxes_in_chunks(tmp_path):

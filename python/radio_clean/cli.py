@@ -114,7 +114,12 @@ def _build_parser() -> argparse.ArgumentParser:
     image.add_argument("ms", nargs="+", help="MeasurementSet directories.")
     image.add_argument("--repo", required=True, help="Repository (created if it does not exist).")
     image.add_argument("--export", required=True, help="Directory for the FITS, PNG and summary.json files.")
-    image.add_argument("--jobs", type=int, default=1, help="Processes for pipetask run -j (default 1).")
+    image.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="Processes to run independent fields, bands and channel chunks in (default 1).",
+    )
     image.add_argument("--params", help="YAML file of tclean parameters (name: value).")
     image.add_argument(
         "--set",

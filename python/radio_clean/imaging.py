@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-__all__ = ["ImagingError", "ImagingRun", "describe", "image_measurement_sets", "read_parameters"]
+__all__ = [
+    "ImagingError",
+    "ImagingRun",
+    "describe",
+    "image_measurement_sets",
+    "independent_chains",
+    "read_parameters",
+]
 
 import dataclasses
 import datetime
@@ -172,24 +179,94 @@ def image_measurement_sets(
     with open(pipeline_path, "w") as stream:
         pipeline = pipeline_for(cycles, _pipeline_parameters(parameters), n_observations=len(observations))
         stream.write(to_yaml(pipeline))
-    command = [
-        os.path.join(os.path.dirname(sys.executable), "pipetask"),
-        "--log-level", "radio_clean=INFO",
-        "run", "-b", repo, "-i", INGEST_RUN, "-o", output, "-p", pipeline_path, "-d", query,
-        "-j", str(jobs), "--start-method", "forkserver", "--register-dataset-types",
-    ]  # fmt: skip
-    _log.info("Running: %s", " ".join(command))
-    result = subprocess.run(command)
-    if result.returncode != 0:
-        raise ImagingError(
-            f"pipetask failed (exit code {result.returncode}); its log above says which quantum and why. "
-            f"Outputs so far are in collection {output} of {repo}."
-        )
+    _run_pipeline(repo, pipeline_path, query, output, jobs)
     return ImagingRun(
         collection=output,
         pipeline_path=pipeline_path,
         summaries=_export(repo, output, parameters, export_dir),
     )
+
+
+def _run_pipeline(repo: str, pipeline_path: str, query: str, output: str, jobs: int) -> None:
+    """Build the quantum graph, run its independent chains in ``jobs`` processes, register the outputs.
+
+    pipetask's own ``-j`` starts a process per quantum; at a fraction of a
+    second per quantum that start-up costs as much as the work. Here, as bps
+    does with clustering, each process (``pipetask run-qbb``) runs whole
+    chains (a field and band, or a channel chunk) one quantum after another.
+    """
+    graph_path = os.path.join(os.path.dirname(pipeline_path), "quantum_graph.qgraph")
+    # --init-only makes the output collections and the tasks' init-outputs (configs); the
+    # datastore records in the graph let run-qbb read the inputs without the registry.
+    command = _pipetask(
+        "run", "-b", repo, "-i", INGEST_RUN, "-o", output, "-p", pipeline_path, "-d", query,
+        "--register-dataset-types", "--init-only", "--save-qgraph", graph_path, "--qgraph-datastore-records",
+    )  # fmt: skip
+    _log.info("Running: %s", " ".join(command))
+    if (returncode := subprocess.run(command).returncode) != 0:
+        raise ImagingError(
+            f"Building the quantum graph failed (pipetask exit code {returncode}); its log above says why."
+        )
+    groups = independent_chains(graph_path, jobs)
+    _log.info("Running %d quanta in %d process(es).", sum(len(group) for group in groups), len(groups))
+    processes = [
+        subprocess.Popen(_pipetask("run-qbb", repo, graph_path, "--qgraph-node-id", ",".join(group)))
+        for group in groups
+    ]
+    failed = sum(process.wait() != 0 for process in processes)
+    # Register what was made even after a failure, so that a resumed run skips it.
+    from lsst.pipe.base.script.transfer_from_graph import transfer_from_graph
+
+    transfer_from_graph(
+        graph_path,
+        repo,
+        register_dataset_types=True,
+        transfer_dimensions=False,
+        update_output_chain=True,
+        dry_run=False,
+        dataset_type=(),
+    )
+    if failed:
+        raise ImagingError(
+            f"{failed} of {len(processes)} pipetask run-qbb processes failed; their log above says which "
+            f"quantum and why. Outputs so far are in collection {output} of {repo}; to finish, run "
+            f"pipetask run -b {repo} -i {INGEST_RUN} -o {output} -p {pipeline_path} -d \"{query}\" "
+            "--extend-run --skip-existing."
+        )
+
+
+def independent_chains(graph_path: str, groups: int) -> list[list[str]]:
+    """Split a saved quantum graph into at most ``groups`` sets of whole, independent chains.
+
+    Parameters
+    ----------
+    graph_path : `str`
+        A quantum graph saved by pipetask (``.qgraph``).
+    groups : `int`
+        Most sets to make (processes to run them).
+
+    Returns
+    -------
+    node_ids : `list` [`list` [`str`]]
+        Quantum node IDs of each set, for ``pipetask run-qbb --qgraph-node-id``;
+        quanta connected by a dataset are in the same set, and sets hold
+        about as many quanta each.
+    """
+    import networkx
+    from lsst.pipe.base import QuantumGraph
+
+    graph = QuantumGraph.loadUri(graph_path)
+    chains = sorted(networkx.weakly_connected_components(graph.graph), key=len, reverse=True)
+    node_ids: list[list[str]] = [[] for _ in range(min(groups, len(chains)))]
+    for chain in chains:
+        smallest = min(node_ids, key=len)
+        smallest.extend(str(node.nodeId) for node in chain)
+    return node_ids
+
+
+def _pipetask(*args: str) -> list[str]:
+    pipetask = os.path.join(os.path.dirname(sys.executable), "pipetask")
+    return [pipetask, "--log-level", "radio_clean=INFO", *args]
 
 
 def _is_cube(parameters: CleanParametersConfig) -> bool:

@@ -48,10 +48,20 @@ class _CasaLogForwarder:
 
     def __init__(self) -> None:
         self._dir = tempfile.mkdtemp(prefix="radio_clean-casalog-")
+        self._owner = os.getpid()
         self._path = os.path.join(self._dir, "casa.log")
         self._offset = 0
         self.attach(casatools.logsink())
         atexit.register(self.close)
+        # pipetask forks each quantum from a process that has imported radio_clean; with a
+        # shared file, quanta running side by side would forward each other's messages.
+        os.register_at_fork(after_in_child=self._use_own_file)
+
+    def _use_own_file(self) -> None:
+        # Left in the owner's directory, which the owner removes when it exits: a forked
+        # quantum ends with os._exit, without running atexit handlers.
+        self._path = os.path.join(self._dir, f"casa-{os.getpid()}.log")
+        self.attach(self._sink)
 
     def attach(self, sink) -> None:
         """Make ``sink`` the global CASA log sink, writing to our file."""
@@ -90,7 +100,11 @@ class _CasaLogForwarder:
 
     def close(self) -> None:
         self.forward()
-        shutil.rmtree(self._dir, ignore_errors=True)
+        if os.getpid() == self._owner:
+            shutil.rmtree(self._dir, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(self._path)
 
 
 _forwarder = _CasaLogForwarder()

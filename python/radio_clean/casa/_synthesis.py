@@ -27,6 +27,7 @@ __all__ = [
     "MsSelection",
     "make_psf",
     "normalize_residual",
+    "preload_imager_helpers",
     "psf_sidelobe_level",
     "restore_images",
     "run_major_cycle",
@@ -107,6 +108,16 @@ def tclean_defaults() -> dict[str, Any]:
         for name, parameter in signature.parameters.items()
         if name not in _NOT_USER_PARAMETERS and parameter.default is not inspect.Parameter.empty
     }
+
+
+def preload_imager_helpers() -> None:
+    """Import casatasks' imager helpers and tclean's defaults now.
+
+    Later imaging calls in this process, or in processes forked from it, then
+    do not pay for the import.
+    """
+    _casatasks_imager_parameters()
+    tclean_defaults()
 
 
 def _check_weight_spectrum(selections: Sequence[MsSelection]) -> None:

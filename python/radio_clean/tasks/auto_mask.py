@@ -107,8 +107,9 @@ class AutoMaskTask(PipelineTask):
     one), ``'pb'`` the region where the primary beam exceeds ``pbmask``,
     ``'auto-multithresh'`` tclean's automatic mask, by default from
     `radio_clean.automask` with its state between cycles carried as the
-    ``automask_state`` datasets. Once CLEAN has converged the previous mask
-    (and state) is passed on.
+    ``automask_state`` datasets. User and pb masks are made once, in the
+    first cycle, as tclean makes them; later cycles and every cycle after
+    CLEAN has converged pass the previous mask (and state) on.
     """
 
     ConfigClass = AutoMaskConfig
@@ -164,6 +165,8 @@ class AutoMaskTask(PipelineTask):
                 if numpy_automask
                 else Struct(mask=previous_mask)
             )
+        if previous_mask is not None and self.config.parameters.usemask in ("user", "pb"):
+            return Struct(mask=previous_mask)
         selections = ms_selections(visibilities, field, band, self.config.parameters.spw)
         parameters = self.config.parameters
         tclean_parameters = parameters.to_tclean(channels)

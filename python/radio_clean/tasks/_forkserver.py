@@ -1,0 +1,25 @@
+"""What the forkserver of ``pipetask run --start-method forkserver`` loads, once.
+
+Each quantum runs in a process forked from that server, and starts with
+whatever the server has: the Rubin middleware, casatools, casatasks' imager
+helpers, the task modules, the Butler's storage classes and registry modules.
+Without this a quantum spends about half a second importing and setting up
+before its task starts.
+"""
+
+import gc
+
+import lsst.daf.butler.datastores.fileDatastore  # noqa: F401
+import lsst.daf.butler.registry.databases.sqlite  # noqa: F401
+import lsst.daf.butler.registry.sql_registry  # noqa: F401
+import sqlalchemy.dialects.sqlite  # noqa: F401
+from lsst.daf.butler import StorageClassConfig, StorageClassFactory
+
+from ..casa import preload_imager_helpers
+from . import auto_mask, deconvolve, gather_residual, major_cycle, make_psf, restore  # noqa: F401
+
+StorageClassFactory().addFromConfig(StorageClassConfig())
+preload_imager_helpers()
+# The server's objects live as long as it does; frozen, they are skipped by the garbage
+# collections of every quantum, which would otherwise walk (and copy) all of them.
+gc.freeze()
