@@ -7,8 +7,10 @@ Not a test: prints figures and ratios. Usage::
 
 The cube is the VLA NGC5921 HI line (63 channels), calibrated from casadata's
 UVFITS by ``radio_clean.prepare``. Both radio_clean runs image the same
-channel chunks (the same quantum graph) into fresh repositories; only the
-number of worker processes differs. Each job runs in a fresh Python process.
+channel chunks (the same quantum graph) with ``radio-clean image`` into fresh
+repositories: ``--jobs 1`` in one ``pipetask run`` process, ``--jobs 2`` in
+two ``pipetask run-qbb`` processes with two chunks each. Each job runs in a
+fresh Python process.
 
 How much two processes can gain on the machine at all is shown by tclean
 itself: the two halves of the cube imaged one after the other, then both at

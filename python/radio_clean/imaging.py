@@ -188,25 +188,26 @@ def image_measurement_sets(
 
 
 def _run_pipeline(repo: str, pipeline_path: str, query: str, output: str, jobs: int) -> None:
-    """Build the quantum graph, run its independent chains in ``jobs`` processes, register the outputs.
+    """Run the pipeline: in one pipetask process, or its independent chains in ``jobs`` processes.
 
     pipetask's own ``-j`` starts a process per quantum; at a fraction of a
-    second per quantum that start-up costs as much as the work. Here, as bps
-    does with clustering, each process (``pipetask run-qbb``) runs whole
-    chains (a field and band, or a channel chunk) one quantum after another.
+    second per quantum that start-up costs as much as the work. With
+    ``jobs > 1`` each process (``pipetask run-qbb``) runs whole chains (a
+    field and band, or a channel chunk) one quantum after another, as bps
+    jobs do when clustered.
     """
+    arguments = ["-b", repo, "-i", INGEST_RUN, "-o", output, "-p", pipeline_path, "-d", query,
+                 "--register-dataset-types"]  # fmt: skip
+    if jobs == 1:
+        _run_pipetask("run", *arguments, failure=f"Outputs so far are in collection {output} of {repo}.")
+        return
     graph_path = os.path.join(os.path.dirname(pipeline_path), "quantum_graph.qgraph")
     # --init-only makes the output collections and the tasks' init-outputs (configs); the
     # datastore records in the graph let run-qbb read the inputs without the registry.
-    command = _pipetask(
-        "run", "-b", repo, "-i", INGEST_RUN, "-o", output, "-p", pipeline_path, "-d", query,
-        "--register-dataset-types", "--init-only", "--save-qgraph", graph_path, "--qgraph-datastore-records",
+    _run_pipetask(
+        "run", *arguments, "--init-only", "--save-qgraph", graph_path, "--qgraph-datastore-records",
+        failure="Nothing was run.",
     )  # fmt: skip
-    _log.info("Running: %s", " ".join(command))
-    if (returncode := subprocess.run(command).returncode) != 0:
-        raise ImagingError(
-            f"Building the quantum graph failed (pipetask exit code {returncode}); its log above says why."
-        )
     groups = independent_chains(graph_path, jobs)
     _log.info("Running %d quanta in %d process(es).", sum(len(group) for group in groups), len(groups))
     processes = [
@@ -267,6 +268,16 @@ def independent_chains(graph_path: str, groups: int) -> list[list[str]]:
 def _pipetask(*args: str) -> list[str]:
     pipetask = os.path.join(os.path.dirname(sys.executable), "pipetask")
     return [pipetask, "--log-level", "radio_clean=INFO", *args]
+
+
+def _run_pipetask(*args: str, failure: str) -> None:
+    command = _pipetask(*args)
+    _log.info("Running: %s", " ".join(command))
+    if (returncode := subprocess.run(command).returncode) != 0:
+        raise ImagingError(
+            f"pipetask {args[0]} failed (exit code {returncode}); its log above says which quantum and why. "
+            + failure
+        )
 
 
 def _is_cube(parameters: CleanParametersConfig) -> bool:
