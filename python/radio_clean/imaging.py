@@ -199,14 +199,17 @@ def _run_pipeline(repo: str, pipeline_path: str, query: str, output: str, jobs: 
     arguments = ["-b", repo, "-i", INGEST_RUN, "-o", output, "-p", pipeline_path, "-d", query,
                  "--register-dataset-types"]  # fmt: skip
     if jobs == 1:
-        _run_pipetask("run", *arguments, failure=f"Outputs so far are in collection {output} of {repo}.")
+        _run_pipetask(
+            "run", *arguments,
+            failure=f"It names the quantum that failed; outputs so far are in collection {output} of {repo}.",
+        )  # fmt: skip
         return
     graph_path = os.path.join(os.path.dirname(pipeline_path), "quantum_graph.qgraph")
     # --init-only makes the output collections and the tasks' init-outputs (configs); the
     # datastore records in the graph let run-qbb read the inputs without the registry.
     _run_pipetask(
         "run", *arguments, "--init-only", "--save-qgraph", graph_path, "--qgraph-datastore-records",
-        failure="Nothing was run.",
+        failure="No quantum was run.",
     )  # fmt: skip
     groups = independent_chains(graph_path, jobs)
     _log.info("Running %d quanta in %d process(es).", sum(len(group) for group in groups), len(groups))
@@ -275,8 +278,7 @@ def _run_pipetask(*args: str, failure: str) -> None:
     _log.info("Running: %s", " ".join(command))
     if (returncode := subprocess.run(command).returncode) != 0:
         raise ImagingError(
-            f"pipetask {args[0]} failed (exit code {returncode}); its log above says which quantum and why. "
-            + failure
+            f"pipetask {args[0]} failed (exit code {returncode}); its log above says why. " + failure
         )
 
 
