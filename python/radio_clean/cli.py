@@ -13,7 +13,6 @@ from .casa import CasaError
 from .imaging import ImagingError
 from .ingest import INGEST_RUN, TRANSFER_MODES, IngestError, ingest_measurement_sets
 from .parameters import ParameterError
-from .pipeline import DEFAULT_CYCLES
 from .repo import NotARadioRepoError, create_repo, open_repo
 
 # Errors whose message is already the one sentence a user should read.
@@ -56,7 +55,6 @@ def _image(args: argparse.Namespace) -> None:
         parameters=parameters,
         fields=fields,
         jobs=args.jobs,
-        cycles=args.cycles,
         chunk_channels=args.chunk_channels,
         output=args.output,
     )
@@ -128,9 +126,6 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="NAME=VALUE",
         help="A tclean parameter as tclean writes it: cell=0.5arcsec, imsize=512,512, scales=0,5,15.",
     )
-    image.add_argument(
-        "--cycles", type=int, default=DEFAULT_CYCLES, help=f"Most major cycles (default {DEFAULT_CYCLES})."
-    )
     image.add_argument("--output", help="Output collection (default images/<UTC time>).")
     image.add_argument(
         "--chunk-channels",
@@ -146,6 +141,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    # How each chain ends is worth a line even when only warnings are asked for.
+    loop_log = logging.getLogger("radio_clean.loop")
+    loop_log.setLevel(min(logging.INFO, loop_log.getEffectiveLevel()))
     try:
         args.func(args)
     except _USER_ERRORS as err:

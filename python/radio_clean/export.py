@@ -30,14 +30,17 @@ def last_minor_cycle(summary: dict[str, Any]) -> int:
 def exported_names(parameters: CleanParametersConfig, final_cycle: int, mask_cycle: int) -> dict[str, str]:
     """Map FITS file names (as CASA's exportfits users know them) to dataset type names.
 
-    ``mask_cycle`` is the cycle of the last minor cycle: when tclean stops it
-    leaves the mask that minor cycle used, not one made after it.
+    ``final_cycle`` is the cycle whose convergence check stopped CLEAN: its
+    model is the final one, and the residual is that of the major cycle
+    before it. ``mask_cycle`` is the cycle of the last minor cycle: when
+    tclean stops it leaves the mask that minor cycle used, not one made
+    after it.
     """
-    final = f"c{final_cycle}"
+    final, last_major = f"c{final_cycle}", f"c{final_cycle - 1}"
     if parameters.deconvolver != "mtmfs":
         names = {
             "image.fits": "image",
-            "residual.fits": f"residual_{final}",
+            "residual.fits": f"residual_{last_major}",
             "model.fits": f"model_{final}",
             "psf.fits": "psf",
             "pb.fits": "pb",
@@ -56,7 +59,7 @@ def exported_names(parameters: CleanParametersConfig, final_cycle: int, mask_cyc
     for term in range(parameters.nterms):
         suffix = f"_tt{term}" if term else ""
         names[f"image.tt{term}.fits"] = f"image{suffix}"
-        names[f"residual.tt{term}.fits"] = f"residual{suffix}_{final}"
+        names[f"residual.tt{term}.fits"] = f"residual{suffix}_{last_major}"
         names[f"model.tt{term}.fits"] = f"model{suffix}_{final}"
     for term in range(2 * parameters.nterms - 1):
         suffix = f"_tt{term}" if term else ""
@@ -100,10 +103,8 @@ def export_products(
     for file_name, dataset_type in (("image.png", "image_png"), ("convergence.png", "convergence_png")):
         shutil.copyfile(butler.getURI(dataset_type, data_id).ospath, os.path.join(directory, file_name))
         files.append(file_name)
-    # Cycles after convergence pass the residual on unchanged; report real major cycles only.
     peaks = [
-        float(np.abs(butler.get(f"residual_c{cycle}", data_id).pixels).max())
-        for cycle in range(min(int(clean_summary["nmajordone"]), final_cycle + 1))
+        float(np.abs(butler.get(f"residual_c{cycle}", data_id).pixels).max()) for cycle in range(final_cycle)
     ]
     summary = {
         "field": data_id["field"],

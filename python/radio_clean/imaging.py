@@ -1,4 +1,4 @@
-"""``radio-clean image``: tclean's parameters in, a quantum graph run by pipetask, FITS out."""
+"""``radio-clean image``: tclean's parameters in, the CLEAN loop run in this process, FITS out."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ __all__ = [
     "ImagingRun",
     "describe",
     "image_measurement_sets",
-    "independent_chains",
     "read_parameters",
 ]
 
@@ -15,8 +14,6 @@ import dataclasses
 import datetime
 import logging
 import os
-import subprocess
-import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,7 +23,8 @@ from .chunks import ChunkError, chunk_ranges, define_channel_chunks, output_chan
 from .export import export_cube_products, export_products
 from .ingest import INGEST_RUN, ingest_measurement_sets
 from .parameters import CleanParametersConfig, ParameterError, parse_parameter
-from .pipeline import DEFAULT_CYCLES, pipeline_for, to_yaml
+from .loop import CleanLoop, LoopError
+from .pipeline import pipeline_for, to_yaml
 from .repo import create_repo, open_repo
 from .tasks.base import CHUNK_DATASET_PREFIX
 
@@ -114,11 +112,10 @@ def image_measurement_sets(
     parameters: CleanParametersConfig,
     fields: Sequence[str] = (),
     jobs: int = 1,
-    cycles: int = DEFAULT_CYCLES,
     output: str | None = None,
     chunk_channels: int | None = None,
 ) -> ImagingRun:
-    """Ingest, build and run the CLEAN quantum graph with pipetask, and export FITS.
+    """Ingest, run the CLEAN loop (one quantum graph per cycle) and export FITS.
 
     Parameters
     ----------
@@ -134,9 +131,7 @@ def image_measurement_sets(
     fields : `~collections.abc.Sequence` [`str`], optional
         Fields to image (default all in the MSs).
     jobs : `int`, optional
-        Processes for ``pipetask run -j``.
-    cycles : `int`, optional
-        Most major/minor cycles the graph has room for.
+        Processes that run chains (fields, bands, channel chunks) side by side.
     output : `str`, optional
         Output collection (default ``images/<UTC time>``).
     chunk_channels : `int`, optional
@@ -177,109 +172,20 @@ def image_measurement_sets(
     os.makedirs(export_dir, exist_ok=True)
     pipeline_path = os.path.abspath(os.path.join(export_dir, "pipeline.yaml"))
     with open(pipeline_path, "w") as stream:
-        pipeline = pipeline_for(cycles, _pipeline_parameters(parameters), n_observations=len(observations))
+        pipeline = pipeline_for(_pipeline_parameters(parameters), n_observations=len(observations))
         stream.write(to_yaml(pipeline))
-    _run_pipeline(repo, pipeline_path, query, output, jobs)
+    loop = CleanLoop(
+        repo, pipeline_uri=pipeline_path, inputs=[INGEST_RUN], output=output, where=query, jobs=jobs
+    )
+    try:
+        loop.run()
+    except LoopError as err:
+        raise ImagingError(str(err)) from None
     return ImagingRun(
         collection=output,
         pipeline_path=pipeline_path,
         summaries=_export(repo, output, parameters, export_dir),
     )
-
-
-def _run_pipeline(repo: str, pipeline_path: str, query: str, output: str, jobs: int) -> None:
-    """Run the pipeline: in one pipetask process, or its independent chains in ``jobs`` processes.
-
-    pipetask's own ``-j`` starts a process per quantum; at a fraction of a
-    second per quantum that start-up costs as much as the work. With
-    ``jobs > 1`` each process (``pipetask run-qbb``) runs whole chains (a
-    field and band, or a channel chunk) one quantum after another, as bps
-    jobs do when clustered.
-    """
-    arguments = ["-b", repo, "-i", INGEST_RUN, "-o", output, "-p", pipeline_path, "-d", query,
-                 "--register-dataset-types"]  # fmt: skip
-    if jobs == 1:
-        _run_pipetask(
-            "run", *arguments,
-            failure=f"It names the quantum that failed; outputs so far are in collection {output} of {repo}.",
-        )  # fmt: skip
-        return
-    graph_path = os.path.join(os.path.dirname(pipeline_path), "quantum_graph.qgraph")
-    # --init-only makes the output collections and the tasks' init-outputs (configs); the
-    # datastore records in the graph let run-qbb read the inputs without the registry.
-    _run_pipetask(
-        "run", *arguments, "--init-only", "--save-qgraph", graph_path, "--qgraph-datastore-records",
-        failure="No quantum was run.",
-    )  # fmt: skip
-    groups = independent_chains(graph_path, jobs)
-    _log.info("Running %d quanta in %d process(es).", sum(len(group) for group in groups), len(groups))
-    processes = [
-        subprocess.Popen(_pipetask("run-qbb", repo, graph_path, "--qgraph-node-id", ",".join(group)))
-        for group in groups
-    ]
-    failed = sum(process.wait() != 0 for process in processes)
-    # Register what was made even after a failure, so that a resumed run skips it.
-    from lsst.pipe.base.script.transfer_from_graph import transfer_from_graph
-
-    transfer_from_graph(
-        graph_path,
-        repo,
-        register_dataset_types=True,
-        transfer_dimensions=False,
-        update_output_chain=True,
-        dry_run=False,
-        dataset_type=(),
-    )
-    if failed:
-        raise ImagingError(
-            f"{failed} of {len(processes)} pipetask run-qbb processes failed; their log above says which "
-            f"quantum and why. Outputs so far are in collection {output} of {repo}; to finish, run "
-            f"pipetask run -b {repo} -i {INGEST_RUN} -o {output} -p {pipeline_path} -d \"{query}\" "
-            "--extend-run --skip-existing."
-        )
-
-
-def independent_chains(graph_path: str, groups: int) -> list[list[str]]:
-    """Split a saved quantum graph into at most ``groups`` sets of whole, independent chains.
-
-    Parameters
-    ----------
-    graph_path : `str`
-        A quantum graph saved by pipetask (``.qgraph``).
-    groups : `int`
-        Most sets to make (processes to run them).
-
-    Returns
-    -------
-    node_ids : `list` [`list` [`str`]]
-        Quantum node IDs of each set, for ``pipetask run-qbb --qgraph-node-id``;
-        quanta connected by a dataset are in the same set, and sets hold
-        about as many quanta each.
-    """
-    import networkx
-    from lsst.pipe.base import QuantumGraph
-
-    graph = QuantumGraph.loadUri(graph_path)
-    chains = sorted(networkx.weakly_connected_components(graph.graph), key=len, reverse=True)
-    node_ids: list[list[str]] = [[] for _ in range(min(groups, len(chains)))]
-    for chain in chains:
-        smallest = min(node_ids, key=len)
-        smallest.extend(str(node.nodeId) for node in chain)
-    return node_ids
-
-
-def _pipetask(*args: str) -> list[str]:
-    pipetask = os.path.join(os.path.dirname(sys.executable), "pipetask")
-    return [pipetask, "--log-level", "radio_clean=INFO", *args]
-
-
-def _run_pipetask(*args: str, failure: str) -> None:
-    command = _pipetask(*args)
-    _log.info("Running: %s", " ".join(command))
-    if (returncode := subprocess.run(command).returncode) != 0:
-        raise ImagingError(
-            f"pipetask {args[0]} failed (exit code {returncode}); its log above says why. " + failure
-        )
 
 
 def _is_cube(parameters: CleanParametersConfig) -> bool:

@@ -1,24 +1,40 @@
-"""Write the CLEAN pipeline YAML with the major/minor loop unrolled into per-cycle task labels.
+"""Write the CLEAN pipeline YAML: one label per task, the loop's cycle chosen per run.
 
-A quantum graph is fixed when it is built, so the loop becomes a chain of
-labels (``autoMask_c1``, ``deconvolve_c1``, ``majorCycle_c1``, ...) up to a
-ceiling chosen here. Cycles after convergence pass their inputs on without
-gridding or cleaning, so a generous ceiling costs little.
+A quantum graph is fixed when it is built and a pipeline graph has no cycles,
+so tclean's major/minor loop cannot be one graph. Each pipeline here holds
+every task once, with three subsets that are run one after another, each in
+a RUN collection of its own inside one CHAINED output collection:
 
-``python -m radio_clean.pipeline`` rewrites the shipped pipelines; a test
+``start``
+    MakePsf, the dirty image (``majorCycle`` with ``major_cycle=c0``) and the
+    first mask and minor cycle (``autoMask``, ``deconvolve`` with
+    ``minor_cycle=c1``).
+``cycle``
+    One major cycle ``cN`` and the next mask and minor cycle ``c(N+1)``, run
+    again with ``-c parameters:major_cycle=cN -c parameters:minor_cycle=c(N+1)``
+    for the chains (field, band, channel chunk) whose summary says CLEAN goes
+    on; `radio_clean.loop` does that, as many times as tclean would.
+``finish``
+    The restored images from the last residual (``major_cycle``) and the model
+    and summary of the cycle that stopped (``minor_cycle``).
+
+Images of each cycle keep the cycle in their dataset type name
+(``residual_c3``): a task reads the previous state and writes the next, and
+a dataset type cannot be both the input and the output of one graph.
+
+``python -m radio_clean.pipeline DIR`` rewrites the shipped pipelines; a test
 checks that they are up to date.
 """
 
 from __future__ import annotations
 
 __all__ = [
-    "DEFAULT_CYCLES",
     "SHIPPED_PARAMETERS",
-    "continuum_pipeline",
-    "cube_pipeline",
-    "main",
+    "STEPS",
+    "clean_pipeline",
     "pipeline_for",
     "shipped_pipelines",
+    "to_yaml",
 ]
 
 import argparse
@@ -27,9 +43,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import yaml
-
-DEFAULT_CYCLES = 12
-"""Cycle ceiling of the shipped continuum pipeline."""
 
 SHIPPED_PARAMETERS: dict[str, Any] = {
     "imsize": [256, 256],
@@ -45,154 +58,131 @@ SHIPPED_PARAMETERS: dict[str, Any] = {
     "usemask": "user",
     "datacolumn": "corrected",
 }
-"""Pipeline parameters of the shipped pipeline (tclean names); override with ``-c parameters:NAME=VALUE``."""
+"""Pipeline parameters of the shipped pipelines (tclean names); override with ``-c parameters:NAME=VALUE``."""
 
-SHIPPED_CUBE_PARAMETERS: dict[str, Any] = {**SHIPPED_PARAMETERS, "specmode": "cube"}
-"""Pipeline parameters of the shipped cube pipeline."""
+LOOP_PARAMETERS = {"major_cycle": "c0", "minor_cycle": "c1"}
+"""Pipeline parameters that place a run of the ``cycle`` or ``finish`` subset in the loop."""
+
+STEPS = ("start", "cycle", "finish")
+"""The pipeline subsets, in the order the loop runs them (``cycle`` as often as needed)."""
+
+LAYOUTS = ("whole", "chunked", "by_observation")
+"""``whole``: one chain per field and band; ``chunked``: per channel chunk of a cube;
+``by_observation``: continuum with major cycles per observation, gathered."""
 
 _TASKS = {
     "makePsf": "radio_clean.tasks.make_psf.MakePsfTask",
     "majorCycle": "radio_clean.tasks.major_cycle.MajorCycleTask",
+    "gatherResidual": "radio_clean.tasks.gather_residual.GatherResidualTask",
     "autoMask": "radio_clean.tasks.auto_mask.AutoMaskTask",
     "deconvolve": "radio_clean.tasks.deconvolve.DeconvolveTask",
     "restore": "radio_clean.tasks.restore.RestoreTask",
-    "gatherResidual": "radio_clean.tasks.gather_residual.GatherResidualTask",
+}
+
+# Which loop parameter fills which connection template of each task.
+_TEMPLATES = {
+    "majorCycle": {"cycle": "major_cycle"},
+    "gatherResidual": {"cycle": "major_cycle"},
+    "autoMask": {"cycle": "minor_cycle", "previous": "major_cycle"},
+    "deconvolve": {"cycle": "minor_cycle", "previous": "major_cycle"},
+    "restore": {"cycle": "minor_cycle", "previous": "major_cycle"},
 }
 
 
-def _task(kind: str, parameters: Mapping[str, Any], layout: str, **connections: str) -> dict[str, Any]:
+def label_of(kind: str, layout: str) -> str:
+    """Task label of a task kind (``makePsf``, ``majorCycle``...) in a pipeline layout.
+
+    Labels name metadata dataset types, whose dimensions must not differ between
+    the pipelines of one repository: cube tasks (per chunk) and per-observation
+    major cycles get labels of their own.
+    """
+    if layout == "chunked":
+        return f"cube{kind[0].upper()}{kind[1:]}"
+    if layout == "by_observation" and kind == "majorCycle":
+        return "observationMajorCycle"
+    return kind
+
+
+def _task(kind: str, parameters: Mapping[str, Any], layout: str) -> dict[str, Any]:
     config: dict[str, Any] = {f"parameters.{name}": f"parameters.{name}" for name in parameters}
     if layout == "chunked" and kind != "gatherResidual":
         config["channel_chunks"] = True
     if layout == "by_observation" and kind in ("makePsf", "majorCycle"):
         config["partition_by_observation"] = True
-    config.update({f"connections.{name}": value for name, value in connections.items()})
+    templates = _TEMPLATES.get(kind, {})
+    config.update({f"connections.{name}": f"parameters.{loop}" for name, loop in templates.items()})
     return {"class": _TASKS[kind], "config": config}
 
 
-def continuum_pipeline(
-    n_cycles: int, parameters: Mapping[str, Any] | None = None, *, by_observation: bool = False
-) -> dict[str, Any]:
-    """Return the continuum (MFS) CLEAN pipeline as a YAML-ready mapping.
+def clean_pipeline(layout: str = "whole", parameters: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Return a CLEAN pipeline as a YAML-ready mapping.
 
     Parameters
     ----------
-    n_cycles : `int`
-        Most minor cycles the graph has room for (the last one may only find
-        that CLEAN has converged).
+    layout : `str`, optional
+        One of `LAYOUTS`.
     parameters : `~collections.abc.Mapping`, optional
         tclean parameters to declare as pipeline parameters (default
-        `SHIPPED_PARAMETERS`); every task's ``parameters`` config uses them.
-    by_observation : `bool`, optional
-        Run each major cycle once per observation (in parallel) and gather
-        their residuals with a ``gatherResidual_cN`` step.
+        `SHIPPED_PARAMETERS`, with ``specmode=cube`` for ``chunked``); every
+        task's ``parameters`` config uses them.
 
     Returns
     -------
     pipeline : `dict`
         Pipeline definition (description, parameters, tasks, subsets).
     """
-    kind = "per-observation major cycles, " if by_observation else ""
-    return _clean_pipeline(
-        n_cycles,
-        dict(SHIPPED_PARAMETERS if parameters is None else parameters),
-        layout="by_observation" if by_observation else "whole",
-        description=(
-            f"Continuum (MFS) CLEAN as tclean does it, {kind}with up to {n_cycles} major/minor cycles "
-            f"unrolled into task labels (generated by radio_clean.pipeline; do not edit)."
+    if layout not in LAYOUTS:
+        raise ValueError(f"Unknown pipeline layout {layout!r}; one of {', '.join(LAYOUTS)}.")
+    if parameters is None:
+        parameters = {**SHIPPED_PARAMETERS, "specmode": "cube"} if layout == "chunked" else SHIPPED_PARAMETERS
+    clashes = set(parameters) & set(LOOP_PARAMETERS)
+    if clashes:
+        raise ValueError(f"{', '.join(sorted(clashes))} are loop parameters, not tclean parameters.")
+    gathered = layout == "by_observation"
+    major = ["majorCycle"] + (["gatherResidual"] if gathered else [])
+    kinds = ["makePsf", *major, "autoMask", "deconvolve", "restore"]
+    labels = {kind: label_of(kind, layout) for kind in kinds}
+    what = {
+        "whole": "Continuum (MFS) CLEAN",
+        "chunked": "Spectral-cube CLEAN per channel chunk (channel_chunk dimension)",
+        "by_observation": "Continuum (MFS) CLEAN with per-observation major cycles",
+    }[layout]
+    return {
+        "description": (
+            f"{what} as tclean does it. Run the subsets start, cycle (as often as CLEAN goes on, with "
+            "parameters major_cycle=cN and minor_cycle=c(N+1)) and finish, each in a new RUN of one "
+            "output collection: radio-clean clean does this (generated by radio_clean.pipeline; do not edit)."
         ),
-    )
+        "parameters": {**dict(parameters), **LOOP_PARAMETERS},
+        "tasks": {labels[kind]: _task(kind, parameters, layout) for kind in kinds},
+        "subsets": {
+            "start": {
+                "subset": [labels[kind] for kind in kinds[:-1]],
+                "description": "PSF, primary beam, sums of weights, the dirty image, the first mask and "
+                "minor cycle.",
+            },
+            "cycle": {
+                "subset": [labels[kind] for kind in kinds[1:-1]],
+                "description": "Major cycle major_cycle, then the mask and minor cycle minor_cycle.",
+            },
+            "finish": {
+                "subset": [labels["restore"]],
+                "description": "Restored images and quick looks, from residual major_cycle and model and "
+                "summary minor_cycle.",
+            },
+        },
+    }
 
 
-def cube_pipeline(n_cycles: int, parameters: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Return the spectral-cube CLEAN pipeline, one chain of quanta per channel chunk.
-
-    Every task has the ``channel_chunk`` dimension, so each chunk runs its
-    own PSF, cycles and restoration, in parallel with the others and with
-    its own iteration control (as CASA's parallel cube imaging does).
-
-    Parameters
-    ----------
-    n_cycles : `int`
-        Most minor cycles the graph has room for.
-    parameters : `~collections.abc.Mapping`, optional
-        tclean parameters to declare as pipeline parameters (default
-        `SHIPPED_CUBE_PARAMETERS`).
-
-    Returns
-    -------
-    pipeline : `dict`
-        Pipeline definition (description, parameters, tasks, subsets).
-    """
-    return _clean_pipeline(
-        n_cycles,
-        dict(SHIPPED_CUBE_PARAMETERS if parameters is None else parameters),
-        layout="chunked",
-        description=(
-            f"Spectral-cube CLEAN per channel chunk (channel_chunk dimension), with up to {n_cycles} "
-            "major/minor cycles unrolled into task labels (generated by radio_clean.pipeline; do not edit)."
-        ),
-    )
-
-
-def pipeline_for(n_cycles: int, parameters: Mapping[str, Any], *, n_observations: int = 1) -> dict[str, Any]:
+def pipeline_for(parameters: Mapping[str, Any], *, n_observations: int = 1) -> dict[str, Any]:
     """Return the pipeline for these parameters and data.
 
     The cube pipeline for ``specmode`` cube or cubedata; for continuum, the
     per-observation one when there is more than one observation.
     """
     if parameters.get("specmode", "mfs") in ("cube", "cubedata"):
-        return cube_pipeline(n_cycles, parameters)
-    return continuum_pipeline(n_cycles, parameters, by_observation=n_observations > 1)
-
-
-def _clean_pipeline(
-    n_cycles: int, parameters: dict[str, Any], *, layout: str, description: str
-) -> dict[str, Any]:
-    if n_cycles < 1:
-        raise ValueError(f"A CLEAN pipeline needs at least one cycle, not {n_cycles}.")
-    gathered = layout == "by_observation"
-
-    def label(kind: str) -> str:
-        # Labels name metadata dataset types, whose dimensions must not differ between the
-        # pipelines of one repository: cube tasks (per chunk) and per-observation major cycles
-        # get labels of their own.
-        if layout == "chunked":
-            return f"cube{kind[0].upper()}{kind[1:]}"
-        if gathered and kind == "majorCycle":
-            return "observationMajorCycle"
-        return kind
-
-    tasks = {
-        label("makePsf"): _task("makePsf", parameters, layout),
-        f"{label('majorCycle')}_c0": _task("majorCycle", parameters, layout, cycle="c0"),
-    }
-    if gathered:
-        tasks["gatherResidual_c0"] = _task("gatherResidual", parameters, layout, cycle="c0")
-    cycle_labels = []
-    for cycle in range(1, n_cycles + 1):
-        templates = {"cycle": f"c{cycle}", "previous": f"c{cycle - 1}"}
-        kinds = ("autoMask", "deconvolve", "majorCycle") + (("gatherResidual",) if gathered else ())
-        for kind in kinds:
-            cycle_label = f"{label(kind)}_c{cycle}"
-            connections = {"cycle": f"c{cycle}"} if kind == "gatherResidual" else templates
-            tasks[cycle_label] = _task(kind, parameters, layout, **connections)
-            cycle_labels.append(cycle_label)
-    tasks[label("restore")] = _task("restore", parameters, layout, previous=f"c{n_cycles}")
-    return {
-        "description": description,
-        "parameters": parameters,
-        "tasks": tasks,
-        "subsets": {
-            "psf": {"subset": [label("makePsf")], "description": "PSF, primary beam and sums of weights."},
-            "dirty": {
-                "subset": list(tasks)[: 3 if gathered else 2],
-                "description": "The dirty image.",
-            },
-            "cycles": {"subset": cycle_labels, "description": "The major/minor cycles."},
-            "restoration": {"subset": [label("restore")], "description": "Restored images and quick looks."},
-        },
-    }
+        return clean_pipeline("chunked", parameters)
+    return clean_pipeline("by_observation" if n_observations > 1 else "whole", parameters)
 
 
 def to_yaml(pipeline: Mapping[str, Any]) -> str:
@@ -203,33 +193,20 @@ def to_yaml(pipeline: Mapping[str, Any]) -> str:
 def shipped_pipelines() -> dict[str, str]:
     """Return the text of every shipped pipeline file, by file name."""
     return {
-        "ContinuumImaging.yaml": to_yaml(continuum_pipeline(DEFAULT_CYCLES)),
-        "CubeImaging.yaml": to_yaml(cube_pipeline(DEFAULT_CYCLES)),
-        "ContinuumImagingByObservation.yaml": to_yaml(
-            continuum_pipeline(DEFAULT_CYCLES, by_observation=True)
-        ),
+        "ContinuumImaging.yaml": to_yaml(clean_pipeline("whole")),
+        "CubeImaging.yaml": to_yaml(clean_pipeline("chunked")),
+        "ContinuumImagingByObservation.yaml": to_yaml(clean_pipeline("by_observation")),
     }
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Write the shipped pipelines, or one with another cycle ceiling."""
+def _main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("directory", help="Where to write the pipeline YAML.")
-    parser.add_argument("--cycles", type=int, help="Write the pipelines with this many cycles instead.")
     args = parser.parse_args(argv)
-    files = shipped_pipelines()
-    if args.cycles is not None:
-        files = {
-            "ContinuumImaging.yaml": to_yaml(continuum_pipeline(args.cycles)),
-            "CubeImaging.yaml": to_yaml(cube_pipeline(args.cycles)),
-            "ContinuumImagingByObservation.yaml": to_yaml(
-                continuum_pipeline(args.cycles, by_observation=True)
-            ),
-        }
-    for name, text in files.items():
+    for name, text in shipped_pipelines().items():
         with open(os.path.join(args.directory, name), "w") as stream:
             stream.write(text)
 
 
 if __name__ == "__main__":
-    main()
+    _main()

@@ -28,7 +28,6 @@ from .base import (
     images_for_casa,
     ms_selections,
     parameters_field,
-    passed_through,
     previous_cycle_inputs,
     psf_product_images,
     quantum_channels,
@@ -108,8 +107,8 @@ class AutoMaskTask(PipelineTask):
     ``'auto-multithresh'`` tclean's automatic mask, by default from
     `radio_clean.automask` with its state between cycles carried as the
     ``automask_state`` datasets. User and pb masks are made once, in the
-    first cycle, as tclean makes them; later cycles and every cycle after
-    CLEAN has converged pass the previous mask (and state) on.
+    first cycle, as tclean makes them; later cycles pass the previous mask
+    on.
     """
 
     ConfigClass = AutoMaskConfig
@@ -159,12 +158,6 @@ class AutoMaskTask(PipelineTask):
             ``mask`` and, for the numpy auto-multithresh, ``state``.
         """
         numpy_automask = self.config.uses_numpy_automask
-        if previous_summary is not None and previous_summary["converged"]:
-            return (
-                Struct(mask=previous_mask, state=previous_state)
-                if numpy_automask
-                else Struct(mask=previous_mask)
-            )
         if previous_mask is not None and self.config.parameters.usemask in ("user", "pb"):
             return Struct(mask=previous_mask)
         selections = ms_selections(visibilities, field, band, self.config.parameters.spw)
@@ -220,9 +213,6 @@ class AutoMaskTask(PipelineTask):
         return mask_image, state
 
     def runQuantum(self, butlerQC, inputRefs, outputRefs):
-        sources = {"mask": "previous_mask", "state": "previous_state"}
-        if passed_through(butlerQC, inputRefs, outputRefs, "previous_summary", sources):
-            return
         inputs = butlerQC.get(inputRefs)
         data_id = butlerQC.quantum.dataId
         outputs = self.run(

@@ -31,7 +31,6 @@ __all__ = [
     "psf_products",
     "remove_unused_terms",
     "parameters_field",
-    "passed_through",
     "psf_connection_names",
     "term_connection_names",
     "visibilities_input",
@@ -274,40 +273,6 @@ def previous_cycle_inputs(inputs: Mapping[str, Any]) -> dict[str, Any]:
         model={name: image for name, image in previous.items() if name.startswith("model")} or None,
         previous_summary=inputs.get("previous_summary"),
     )
-
-
-def passed_through(butlerQC, inputRefs, outputRefs, summary_name: str, sources: Mapping[str, str]) -> bool:
-    """Pass inputs on as outputs, without reading anything else, if CLEAN has converged.
-
-    After convergence a cycle's quantum only copies the state forward; reading
-    the PSF products and MSs for that would dominate its cost.
-
-    Parameters
-    ----------
-    butlerQC : `lsst.pipe.base.QuantumContext`
-        The quantum's Butler.
-    inputRefs, outputRefs
-        The quantum's input and output references.
-    summary_name : `str`
-        Input connection of the iteration summary that says whether CLEAN has
-        converged.
-    sources : `~collections.abc.Mapping` [`str`, `str`]
-        Output connection name -> input connection name to pass on; outputs
-        this quantum does not have are skipped.
-
-    Returns
-    -------
-    passed : `bool`
-        True if CLEAN had converged and the outputs were written.
-    """
-    summary_ref = getattr(inputRefs, summary_name, None)
-    if summary_ref is None or not butlerQC.get(summary_ref)["converged"]:
-        return False
-    for output_name, input_name in sources.items():
-        output_ref = getattr(outputRefs, output_name, None)
-        if output_ref is not None:
-            butlerQC.put(butlerQC.get(getattr(inputRefs, input_name)), output_ref)
-    return True
 
 
 def channel_chunks_field() -> Field:

@@ -26,7 +26,6 @@ from .base import (
     images_from_casa,
     ms_selections,
     parameters_field,
-    passed_through,
     previous_cycle_inputs,
     psf_product_images,
     quantum_channels,
@@ -140,7 +139,10 @@ class DeconvolveTask(PipelineTask):
             else IterationHistory()
         )
         if history.converged:
-            return Struct(**model, summary={**previous_summary, "cycle": cycle})
+            raise RuntimeError(
+                f"CLEAN had already stopped before cycle c{cycle} ({previous_summary['stop_reason']}); "
+                "the loop runs no cycle after that."
+            )
         images = images_for_casa({**psf_products, **residual, **(model or {}), "mask": mask}, parameters)
         result = run_minor_cycle(
             parameters.to_tclean(channels),
@@ -170,9 +172,6 @@ class DeconvolveTask(PipelineTask):
         return Struct(**{name: models[name] for name in terms}, summary=summary)
 
     def runQuantum(self, butlerQC, inputRefs, outputRefs):
-        sources = {name: f"previous_{name}" for name in ("model", "model_tt1", "model_tt2", "summary")}
-        if passed_through(butlerQC, inputRefs, outputRefs, "previous_summary", sources):
-            return
         inputs = butlerQC.get(inputRefs)
         data_id = butlerQC.quantum.dataId
         outputs = self.run(

@@ -5,10 +5,8 @@ from __future__ import annotations
 __all__ = ["MajorCycleConfig", "MajorCycleConnections", "MajorCycleTask"]
 
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 from lsst.pipe.base import PipelineTask, PipelineTaskConfig, Struct
-from lsst.pipe.base import connectionTypes as cT
 from lsst.utils.timer import timeMethod
 
 from ..casa import run_major_cycle
@@ -24,12 +22,10 @@ from .base import (
     image_output,
     images_for_casa,
     images_from_casa,
-    images_named,
     images_of,
     ms_selections,
     parameters_field,
     partition_by_observation_field,
-    passed_through,
     psf_product_images,
     quantum_channels,
     shares_weight_density,
@@ -41,24 +37,13 @@ from .base import (
 class MajorCycleConnections(
     PsfProductConnections,
     dimensions=IMAGE_DIMENSIONS,
-    defaultTemplates={"cycle": "c0", "previous": "none"},
+    defaultTemplates={"cycle": "c0"},
 ):
     """Connections of MajorCycleTask; ``cycle`` c0 makes the dirty image."""
 
     model = image_input("model_{cycle}", "Model after this cycle's minor cycle (Taylor term 0 for mtmfs).")
     model_tt1 = image_input("model_tt1_{cycle}", "Model Taylor term 1 (mtmfs).")
     model_tt2 = image_input("model_tt2_{cycle}", "Model Taylor term 2 (mtmfs, nterms=3).")
-    summary = cT.Input(
-        doc="Iteration summary after this cycle's minor cycle; says whether CLEAN has converged.",
-        name="summary_{cycle}",
-        storageClass="StructuredDataDict",
-        dimensions=IMAGE_DIMENSIONS,
-    )
-    previous_residual = image_input(
-        "residual_{previous}", "Residual of the previous cycle (passed on once converged)."
-    )
-    previous_residual_tt1 = image_input("residual_tt1_{previous}", "Previous residual Taylor term 1 (mtmfs).")
-    previous_residual_tt2 = image_input("residual_tt2_{previous}", "Previous residual Taylor term 2 (mtmfs).")
     residual = image_output("residual_{cycle}", "Residual image after this cycle (Taylor term 0 for mtmfs).")
     residual_tt1 = image_output("residual_tt1_{cycle}", "Residual Taylor term 1 (mtmfs).")
     residual_tt2 = image_output("residual_tt2_{cycle}", "Residual Taylor term 2 (mtmfs, nterms=3).")
@@ -73,7 +58,7 @@ class MajorCycleConnections(
             return
         if cycle_index(config.connections.cycle) == 0:
             for name in list(self.inputs):
-                if name.startswith(("model", "previous_residual")) or name == "summary":
+                if name.startswith("model"):
                     delattr(self, name)
         if not shares_weight_density(config):
             del self.weight_density
@@ -81,7 +66,7 @@ class MajorCycleConnections(
             # One quantum per observation, whose residual is its share for GatherResidualTask.
             self.dimensions.add("observation")
             for name in list(self.inputs | self.outputs):
-                if name.startswith(("residual", "previous_residual")):
+                if name.startswith("residual"):
                     with_dimension(self, name, PARTIAL_PREFIX, "observation")
 
 
@@ -96,9 +81,7 @@ class MajorCycleConfig(PipelineTaskConfig, pipelineConnections=MajorCycleConnect
         super().validate()
         if self.partition_by_observation and self.parameters.specmode not in ("mfs", "cont"):
             raise ValueError("partition_by_observation is for continuum (specmode='mfs') imaging only.")
-        cycle = cycle_index(self.connections.cycle)
-        if cycle > 0 and self.connections.previous != f"c{cycle - 1}":
-            raise ValueError(f"connections.previous must be c{cycle - 1} for cycle c{cycle}.")
+        cycle_index(self.connections.cycle)
 
 
 class MajorCycleTask(PipelineTask):
@@ -107,8 +90,6 @@ class MajorCycleTask(PipelineTask):
     Cycle c0 grids the visibilities into the dirty image. Later cycles
     subtract the model's visibilities (predicted on the fly; the MS is
     opened read-only and no model column is written) and grid the residual.
-    Once the iteration summary says CLEAN has converged, the previous
-    residual is passed on without gridding.
     """
 
     ConfigClass = MajorCycleConfig
@@ -124,8 +105,6 @@ class MajorCycleTask(PipelineTask):
         channels: tuple[int, int] | None = None,
         psf_products: Mapping[str, RadioImage],
         model: Mapping[str, RadioImage] | None = None,
-        summary: Mapping[str, Any] | None = None,
-        previous_residual: Mapping[str, RadioImage] | None = None,
         weight_density: RadioImage | None = None,
     ) -> Struct:
         """Run one major cycle.
@@ -143,10 +122,6 @@ class MajorCycleTask(PipelineTask):
         model : `~collections.abc.Mapping` [`str`, `RadioImage`], optional
             The model by connection name (``model``, ``model_tt1``...); none
             for the dirty image.
-        summary : `~collections.abc.Mapping`, optional
-            This cycle's iteration summary from DeconvolveTask.
-        previous_residual : `~collections.abc.Mapping` [`str`, `RadioImage`], optional
-            The previous cycle's residual, passed on once converged.
         weight_density : `RadioImage`, optional
             Weight density of all observations, for a partition's imaging
             weights (``partition_by_observation`` with briggs/uniform).
@@ -159,9 +134,6 @@ class MajorCycleTask(PipelineTask):
             not yet divided by the sum of weights.
         """
         parameters = self.config.parameters
-        if summary is not None and summary["converged"]:
-            self.log.info("Converged (%s): no gridding in this cycle.", summary["stop_reason"])
-            return Struct(**previous_residual)
         images = images_for_casa({**psf_products, **(model or {})}, parameters)
         if weight_density is not None:
             images["gridwt"] = weight_density
@@ -186,10 +158,6 @@ class MajorCycleTask(PipelineTask):
         )
 
     def runQuantum(self, butlerQC, inputRefs, outputRefs):
-        terms = {name: f"previous_{name}" for name in ("residual", "residual_tt1", "residual_tt2")}
-        if passed_through(butlerQC, inputRefs, outputRefs, "summary", terms):
-            self.log.info("Converged: residual passed on without gridding.")
-            return
         inputs = butlerQC.get(inputRefs)
         data_id = butlerQC.quantum.dataId
         outputs = self.run(
@@ -199,8 +167,6 @@ class MajorCycleTask(PipelineTask):
             channels=quantum_channels(butlerQC),
             psf_products=psf_product_images(inputs, self.config.parameters),
             model=images_of(inputs, "model"),
-            summary=inputs.get("summary"),
-            previous_residual=images_named(inputs, "previous_") or None,
             weight_density=inputs.get("weight_density"),
         )
         butlerQC.put(outputs, outputRefs)

@@ -17,14 +17,15 @@ from ..ms import MeasurementSetHandle
 from ..quicklook import convergence_figure, image_figure
 from .base import (
     IMAGE_DIMENSIONS,
-    PreviousCycleConnections,
+    PsfProductConnections,
     channel_chunks_field,
+    image_input,
     image_output,
     images_for_casa,
     images_from_casa,
+    images_of,
     ms_selections,
     parameters_field,
-    previous_cycle_inputs,
     psf_product_images,
     quantum_channels,
     term_connection_names,
@@ -32,9 +33,27 @@ from .base import (
 
 
 class RestoreConnections(
-    PreviousCycleConnections, dimensions=IMAGE_DIMENSIONS, defaultTemplates={"previous": "c1"}
+    PsfProductConnections, dimensions=IMAGE_DIMENSIONS, defaultTemplates={"previous": "c0", "cycle": "c1"}
 ):
-    """Connections of RestoreTask; ``previous`` is the last cycle of the pipeline."""
+    """Connections of RestoreTask.
+
+    ``previous`` is the last major cycle (the final residual), ``cycle`` the
+    minor cycle whose convergence check stopped CLEAN (the final model and
+    summary).
+    """
+
+    residual = image_input("residual_{previous}", "Final residual (Taylor term 0 for mtmfs).")
+    residual_tt1 = image_input("residual_tt1_{previous}", "Final residual Taylor term 1 (mtmfs).")
+    residual_tt2 = image_input("residual_tt2_{previous}", "Final residual Taylor term 2 (mtmfs, nterms=3).")
+    model = image_input("model_{cycle}", "Final model (Taylor term 0 for mtmfs), Jy/pixel.")
+    model_tt1 = image_input("model_tt1_{cycle}", "Final model Taylor term 1 (mtmfs).")
+    model_tt2 = image_input("model_tt2_{cycle}", "Final model Taylor term 2 (mtmfs, nterms=3).")
+    summary = cT.Input(
+        doc="Iteration summary of the cycle that stopped CLEAN (stop code and reason).",
+        name="summary_{cycle}",
+        storageClass="StructuredDataDict",
+        dimensions=IMAGE_DIMENSIONS,
+    )
 
     image = image_output("image", "Restored image: model x beam + residual (Taylor term 0 for mtmfs).")
     image_tt1 = image_output("image_tt1", "Restored Taylor term 1 (mtmfs).")
@@ -128,13 +147,10 @@ class RestoreTask(PipelineTask):
             ``convergence_png`` and ``clean_summary``.
         """
         parameters = self.config.parameters
-        if not summary["converged"] and parameters.niter > 0:
-            self.log.warning(
-                "CLEAN of %s in %s had not converged after the pipeline's last cycle (%d); the images are "
-                "those of that cycle. Build the pipeline with more cycles to go on.",
-                field,
-                band,
-                summary.get("cycle", 0),
+        if not summary["converged"]:
+            raise RuntimeError(
+                f"The summary of cycle {summary.get('cycle', 0)} of {field} in {band} says CLEAN goes on; "
+                "restore runs after the cycle whose summary says it stopped."
             )
         images = images_for_casa({**psf_products, **residual, **model}, parameters)
         selections = ms_selections(visibilities, field, band, self.config.parameters.spw)
@@ -155,15 +171,14 @@ class RestoreTask(PipelineTask):
     def runQuantum(self, butlerQC, inputRefs, outputRefs):
         inputs = butlerQC.get(inputRefs)
         data_id = butlerQC.quantum.dataId
-        cycle_inputs = previous_cycle_inputs(inputs)
         outputs = self.run(
             visibilities=inputs["visibilities"],
             field=data_id["field"],
             band=data_id["band"],
             channels=quantum_channels(butlerQC),
             psf_products=psf_product_images(inputs, self.config.parameters),
-            residual=cycle_inputs["residual"],
-            model=cycle_inputs["model"],
-            summary=cycle_inputs["previous_summary"],
+            residual=images_of(inputs, "residual"),
+            model=images_of(inputs, "model"),
+            summary=inputs["summary"],
         )
         butlerQC.put(outputs, outputRefs)

@@ -1,0 +1,600 @@
+"""tclean's major/minor loop, grown at run time one quantum graph per cycle.
+
+A quantum graph is static, so the loop is a sequence of graphs of the
+pipeline's subsets (see `radio_clean.pipeline`): ``start``, then ``cycle``
+with ``major_cycle=cN, minor_cycle=c(N+1)`` for N = 1, 2, ... over the chains
+(field, band, channel chunk) whose last iteration summary says CLEAN goes
+on, then ``finish`` for each chain with the cycle it stopped at. Each graph
+runs into a RUN collection of its own (``OUTPUT/start``, ``OUTPUT/cycle003``,
+``OUTPUT/finish008``) at the head of the CHAINED collection ``OUTPUT``, so the
+number of cycles is decided by the data exactly as tclean decides it, and no
+quantum runs after a chain has stopped.
+
+Quanta run in this process (or, with ``jobs > 1``, in worker processes that
+each keep their chains, so the CASA engine stays warm) through the
+middleware's `~lsst.pipe.base.single_quantum_executor.SingleQuantumExecutor`
+with a quantum-backed butler, as bps runs them: datasets are written to the
+datastore during a step and registered together, in one transaction, when
+the step ends. Images that the next step reads are kept in memory
+(`DatasetMemo`), so they are not read back from disk.
+
+A run killed part-way is resumed by running the same command again with the
+same output collection: steps already registered are skipped, and files a
+killed step left unregistered are removed before it runs again.
+"""
+
+from __future__ import annotations
+
+__all__ = ["ChainOutcome", "CleanLoop", "DatasetMemo", "LoopError", "step_run"]
+
+import dataclasses
+import logging
+import multiprocessing
+import os
+import shutil
+import tempfile
+import time
+import traceback
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from lsst.daf.butler import (
+    Butler,
+    CollectionType,
+    DataCoordinate,
+    DatasetRef,
+    LimitedButler,
+    MissingCollectionError,
+    QuantumBackedButler,
+)
+from lsst.pipe.base import Pipeline, TaskFactory
+from lsst.pipe.base.all_dimensions_quantum_graph_builder import AllDimensionsQuantumGraphBuilder
+from lsst.pipe.base.caching_limited_butler import CachingLimitedButler
+from lsst.pipe.base.quantum_graph import PredictedQuantumGraph
+from lsst.pipe.base.single_quantum_executor import SingleQuantumExecutor
+
+_log = logging.getLogger(__name__)
+
+_CHAIN_DIMENSIONS = ("instrument", "field", "band", "channel_chunk")
+"""Dimensions that tell chains apart (``channel_chunk`` only in the cube pipeline)."""
+
+_MEMO_STORAGE_CLASSES = frozenset({"RadioImage", "StructuredDataDict", "AutoMaskState", "MeasurementSet"})
+"""What `DatasetMemo` keeps in memory: the images and states the next step reads (not logs, metadata)."""
+
+
+class LoopError(RuntimeError):
+    """The loop could not run a step, or a quantum failed; the message says which and what to do."""
+
+
+def step_run(output: str, step: str, cycle: int | None = None) -> str:
+    """Name of the RUN collection of one step: ``OUTPUT/start``, ``OUTPUT/cycle003``, ``OUTPUT/finish008``."""
+    return f"{output}/{step}" if cycle is None else f"{output}/{step}{cycle:03d}"
+
+
+@dataclasses.dataclass
+class ChainOutcome:
+    """How one chain (field, band, channel chunk) ended."""
+
+    data_id: dict[str, Any]
+    """The chain's data ID values (instrument, field, band and channel_chunk for cubes)."""
+    summary: dict[str, Any] | None = None
+    """The iteration summary of the cycle that stopped CLEAN (``None`` if the chain failed)."""
+    error: str | None = None
+    """What failed, if a quantum of this chain raised."""
+
+
+class DatasetMemo:
+    """Datasets put or read in this process, kept in memory for the next step.
+
+    Keyed by dataset ID, so an entry is the dataset itself, never a look-alike.
+    Entries of ``constant`` dataset types (MakePsf's images, the
+    MeasurementSets) stay; others are dropped once a step has passed in which
+    they were not used.
+    """
+
+    def __init__(self, constant: Iterable[str] = ()) -> None:
+        self._entries: dict[uuid.UUID, tuple[Any, int]] = {}
+        self._constant = set(constant)
+        self.step = 0
+
+    def __contains__(self, ref: DatasetRef) -> bool:
+        return ref.id in self._entries
+
+    def get(self, ref: DatasetRef) -> Any:
+        value, _ = self._entries[ref.id]
+        self._entries[ref.id] = (value, self.step)
+        return value
+
+    def add(self, ref: DatasetRef, value: Any) -> None:
+        if ref.datasetType.storageClass_name in _MEMO_STORAGE_CLASSES:
+            self._entries[ref.id] = (value, self.step)
+            if ref.datasetType.name.startswith(tuple(self._constant)):
+                self._constant.add(ref.datasetType.name)
+
+    def mark_constant(self, dataset_type_names: Iterable[str]) -> None:
+        self._constant.update(dataset_type_names)
+
+    def next_step(self, constant_ids: Iterable[uuid.UUID] = ()) -> None:
+        """Start a new step; drop what the step before the one just finished last used."""
+        keep = set(constant_ids)
+        self._entries = {
+            dataset_id: (value, step)
+            for dataset_id, (value, step) in self._entries.items()
+            if step >= self.step or dataset_id in keep
+        }
+        self.step += 1
+
+
+class _MemoButler(CachingLimitedButler):
+    """A quantum-backed butler whose gets and puts go through a `DatasetMemo`."""
+
+    def __init__(self, wrapped: LimitedButler, memo: DatasetMemo) -> None:
+        super().__init__(wrapped)
+        self._memo = memo
+
+    def get(self, ref, /, *, parameters=None, storageClass=None):
+        if ref in self._memo and not parameters and storageClass is None:
+            return _copy(self._memo.get(ref))
+        value = self._wrapped.get(ref, parameters=parameters, storageClass=storageClass)
+        if not parameters and storageClass is None:
+            self._memo.add(ref, value)
+            return _copy(value)
+        return value
+
+    def stored_many(self, refs):
+        refs = list(refs)
+        known = {ref: True for ref in refs if ref in self._memo}
+        return {**self._wrapped.stored_many([ref for ref in refs if ref not in known]), **known}
+
+    def put(self, obj, ref, /, *, provenance=None):
+        stored = self._wrapped.put(obj, ref, provenance=provenance)
+        self._memo.add(ref, obj)
+        return stored
+
+
+def _copy(value: Any) -> Any:
+    # Tasks get their own object, as from a file: nothing a task changes leaks into the next one.
+    replace = getattr(value, "replace", None)
+    if callable(replace) and hasattr(value, "pixels"):
+        return replace(pixels=value.pixels.copy())
+    if isinstance(value, dict):
+        import copy
+
+        return copy.deepcopy(value)
+    return value
+
+
+def _chain_key(data_id: DataCoordinate) -> tuple[tuple[str, Any], ...]:
+    return tuple((name, data_id[name]) for name in _CHAIN_DIMENSIONS if name in data_id.dimensions.names)
+
+
+@dataclasses.dataclass
+class _Step:
+    """One graph of the loop: which subset, with which loop parameters, into which RUN."""
+
+    subset: str
+    run: str
+    major_cycle: int
+    minor_cycle: int
+
+
+def _execute_quanta(
+    graph: PredictedQuantumGraph,
+    quantum_ids: Sequence[uuid.UUID],
+    butler_config: str,
+    memo: DatasetMemo,
+) -> dict[uuid.UUID, str | None]:
+    """Run quanta of a step graph in order with a quantum-backed butler.
+
+    Returns
+    -------
+    outcomes : `dict` [`uuid.UUID`, `str` or `None`]
+        Quantum ID -> `None` if it ran, or what went wrong; quanta whose
+        chain failed earlier in the step are not run and say so.
+    """
+    quanta = graph.build_execution_quanta(quantum_ids)
+    nodes = graph.quantum_only_xgraph.nodes
+    predicted_inputs = {ref.id for quantum in quanta.values() for refs in quantum.inputs.values() for ref in refs}
+    predicted_outputs = {
+        ref.id for quantum in quanta.values() for refs in quantum.outputs.values() for ref in refs
+    }
+    records: dict[str, Any] = {}
+    for quantum in quanta.values():
+        for name, record_data in quantum.datastore_records.items():
+            if name in records:
+                records[name].update(record_data)
+            else:
+                records[name] = record_data
+    qbb = QuantumBackedButler.from_predicted(
+        config=butler_config,
+        predicted_inputs=predicted_inputs - predicted_outputs,
+        predicted_outputs=predicted_outputs,
+        dimensions=graph.pipeline_graph.universe,
+        datastore_records=records,
+        dataset_types={node.name: node.dataset_type for node in graph.pipeline_graph.dataset_types.values()},
+    )
+    butler = _MemoButler(qbb, memo)
+    executor = SingleQuantumExecutor(
+        butler=butler, task_factory=TaskFactory(), assume_no_existing_outputs=True, raise_on_partial_outputs=True
+    )
+    outcomes: dict[uuid.UUID, str | None] = {}
+    failed_chains: dict[tuple, str] = {}
+    try:
+        for quantum_id in quantum_ids:
+            quantum = quanta[quantum_id]
+            chain = _chain_key(quantum.dataId)
+            if chain in failed_chains:
+                outcomes[quantum_id] = f"not run: {failed_chains[chain]}"
+                continue
+            task_node = nodes[quantum_id]["pipeline_node"]
+            try:
+                executor.execute(task_node, quantum, quantum_id)
+            except Exception as err:
+                message = f"{task_node.label} on {dict(quantum.dataId.required)} failed: {err}"
+                _log.error("%s\n%s", message, traceback.format_exc())
+                failed_chains[chain] = message
+                outcomes[quantum_id] = message
+            else:
+                outcomes[quantum_id] = None
+    finally:
+        qbb.close()
+    return outcomes
+
+
+class _WorkerPool:
+    """Processes that each run whole chains, step after step, keeping their CASA engine warm."""
+
+    def __init__(self, count: int, butler_config: str) -> None:
+        context = multiprocessing.get_context("fork")
+        self._tasks = [context.Queue() for _ in range(count)]
+        self._results = context.Queue()
+        self._processes = [
+            context.Process(target=_worker_main, args=(tasks, self._results, butler_config), daemon=True)
+            for tasks in self._tasks
+        ]
+        for process in self._processes:
+            process.start()
+        self._assignment: dict[tuple, int] = {}
+
+    def run(self, graph_path: str, by_chain: Mapping[tuple, list[uuid.UUID]]) -> dict[uuid.UUID, str | None]:
+        work: dict[int, list[uuid.UUID]] = {}
+        for chain, quantum_ids in by_chain.items():
+            if chain not in self._assignment:
+                # A new chain goes to the worker with the fewest chains; it stays there.
+                loads = [list(self._assignment.values()).count(i) for i in range(len(self._tasks))]
+                self._assignment[chain] = loads.index(min(loads))
+            work.setdefault(self._assignment[chain], []).extend(quantum_ids)
+        for worker, quantum_ids in work.items():
+            self._tasks[worker].put((graph_path, quantum_ids))
+        outcomes: dict[uuid.UUID, str | None] = {}
+        for _ in work:
+            result = self._results.get()
+            if isinstance(result, str):
+                raise LoopError(f"A worker process failed: {result}")
+            outcomes.update(result)
+        return outcomes
+
+    def close(self) -> None:
+        for tasks in self._tasks:
+            tasks.put(None)
+        for process in self._processes:
+            process.join(timeout=10)
+            if process.is_alive():
+                process.terminate()
+
+
+def _worker_main(tasks, results, butler_config: str) -> None:
+    memo = DatasetMemo()
+    while (task := tasks.get()) is not None:
+        graph_path, quantum_ids = task
+        try:
+            graph = PredictedQuantumGraph.read_execution_quanta(graph_path, quantum_ids)
+            memo.mark_constant(_constant_dataset_types(graph))
+            results.put(_execute_quanta(graph, quantum_ids, butler_config, memo))
+            memo.next_step()
+        except BaseException:
+            results.put(traceback.format_exc())
+
+
+def _constant_dataset_types(graph: PredictedQuantumGraph) -> list[str]:
+    # MakePsf's images and the MeasurementSets are read by every step.
+    names = ["visibilities"]
+    for task_node in graph.pipeline_graph.tasks.values():
+        if task_node.task_class_name.endswith("MakePsfTask"):
+            names.extend(edge.dataset_type_name for edge in task_node.outputs.values())
+    return names
+
+
+class CleanLoop:
+    """Run a CLEAN pipeline's subsets until every chain has stopped, as tclean would.
+
+    Parameters
+    ----------
+    repo : `str`
+        Repository root (or butler.yaml).
+    pipeline_uri : `str`
+        Pipeline file (one of the shipped pipelines, or one written by
+        `radio_clean.pipeline`), without a subset.
+    inputs : `~collections.abc.Sequence` [`str`]
+        Input collections (e.g. ``raw/visibilities``).
+    output : `str`
+        CHAINED output collection; each step's RUN collection is added at its
+        head. Running again with the same output resumes.
+    where : `str`, optional
+        Data query (as ``pipetask run -d``) choosing fields, bands, chunks.
+    bind : `~collections.abc.Mapping`, optional
+        Values of identifiers in ``where``.
+    jobs : `int`, optional
+        Processes that run quanta; chains are shared out among them.
+    config_overrides : `~collections.abc.Mapping`, optional
+        Pipeline parameter overrides (as ``-c parameters:NAME=VALUE``).
+    """
+
+    def __init__(
+        self,
+        repo: str,
+        *,
+        pipeline_uri: str,
+        inputs: Sequence[str],
+        output: str,
+        where: str = "",
+        bind: Mapping[str, Any] | None = None,
+        jobs: int = 1,
+        config_overrides: Mapping[str, str] | None = None,
+    ) -> None:
+        self.repo = repo
+        self.pipeline_uri = pipeline_uri
+        self.inputs = list(inputs)
+        self.output = output
+        self.where = where
+        self.bind = dict(bind or {})
+        self.jobs = max(1, jobs)
+        self.config_overrides = dict(config_overrides or {})
+        self.graph_seconds = 0.0
+
+    def run(self) -> list[ChainOutcome]:
+        """Run every step; return how each chain ended.
+
+        Raises
+        ------
+        LoopError
+            If a quantum failed (the other chains are finished first) or a
+            step cannot be built; the message says what to run to resume.
+        """
+        pool = _WorkerPool(self.jobs, self.repo) if self.jobs > 1 else None
+        memo = DatasetMemo()
+        scratch = tempfile.mkdtemp(prefix="radio_clean-graphs-") if pool else None
+        try:
+            with Butler.from_config(self.repo, writeable=True) as butler:
+                return self._run(butler, memo, pool, scratch)
+        finally:
+            if pool is not None:
+                pool.close()
+            if scratch is not None:
+                shutil.rmtree(scratch, ignore_errors=True)
+
+    def _run(self, butler: Butler, memo: DatasetMemo, pool: _WorkerPool | None, scratch: str | None):
+        self._prepare_output(butler)
+        failed: dict[tuple, str] = {}
+        summaries: dict[tuple, dict[str, Any]] = {}
+        active = self._run_step(
+            butler, _Step("start", step_run(self.output, "start"), 0, 1), None, memo, pool, scratch, failed
+        )
+        cycle = 1
+        while active:
+            summaries.update(self._summaries(butler, active, cycle))
+            going_on = [chain for chain in active if not summaries[chain]["converged"]]
+            for chain in active:
+                summary = summaries[chain]
+                if summary["converged"]:
+                    _log.info(
+                        "%s: %s (stop code %d) after %d iterations and %d major cycles.",
+                        _describe(chain), summary["stop_reason"], summary["stopcode"],
+                        summary["iterdone"], summary["nmajordone"],
+                    )  # fmt: skip
+            if not going_on:
+                break
+            step = _Step("cycle", step_run(self.output, "cycle", cycle), cycle, cycle + 1)
+            active = self._run_step(butler, step, going_on, memo, pool, scratch, failed)
+            cycle += 1
+        # Each chain is restored from the cycle its summary stopped at.
+        by_final_cycle: dict[int, list[tuple]] = {}
+        for chain, summary in summaries.items():
+            if chain not in failed:
+                by_final_cycle.setdefault(int(summary["cycle"]), []).append(chain)
+        for final_cycle, chains in sorted(by_final_cycle.items()):
+            step = _Step("finish", step_run(self.output, "finish", final_cycle), final_cycle - 1, final_cycle)
+            self._run_step(butler, step, chains, memo, pool, scratch, failed)
+        outcomes = [
+            ChainOutcome(dict(chain), summary=summaries.get(chain) if chain not in failed else None,
+                         error=failed.get(chain))
+            for chain in sorted(set(summaries) | set(failed), key=str)
+        ]  # fmt: skip
+        if failed:
+            raise LoopError(
+                f"{len(failed)} of {len(outcomes)} chains failed: "
+                + "; ".join(failed.values())
+                + f". The others are finished in collection {self.output} of {self.repo}; run the same command "
+                "again with the same output collection to retry the failed ones."
+            )
+        return outcomes
+
+    def _prepare_output(self, butler: Butler) -> None:
+        try:
+            chain = list(butler.collections.get_info(self.output).children)
+        except MissingCollectionError:
+            butler.collections.register(self.output, CollectionType.CHAINED)
+            butler.collections.redefine_chain(self.output, butler.collections.query(self.inputs))
+            return
+        missing = [name for name in butler.collections.query(self.inputs) if name not in chain]
+        if missing:
+            raise LoopError(
+                f"Output collection {self.output} exists with other inputs (it lacks {', '.join(missing)}); "
+                "give a new output collection, or the same inputs to resume it."
+            )
+
+    def _pipeline_graph(self, step: _Step):
+        pipeline = Pipeline.from_uri(f"{self.pipeline_uri}#{step.subset}")
+        for name, value in self.config_overrides.items():
+            pipeline.addConfigOverride("parameters", name, value)
+        pipeline.addConfigOverride("parameters", "major_cycle", f"c{step.major_cycle}")
+        pipeline.addConfigOverride("parameters", "minor_cycle", f"c{step.minor_cycle}")
+        return pipeline.to_graph()
+
+    def _run_step(
+        self,
+        butler: Butler,
+        step: _Step,
+        chains: Sequence[tuple] | None,
+        memo: DatasetMemo,
+        pool: _WorkerPool | None,
+        scratch: str | None,
+        failed: dict[tuple, str],
+    ) -> list[tuple]:
+        """Build and run one step's graph for ``chains`` (all chains of the query if `None`).
+
+        Returns the chains that ran the step without failing.
+        """
+        started = time.perf_counter()
+        pipeline_graph = self._pipeline_graph(step)
+        where, bind = self._chain_query(chains)
+        butler.collections.register(step.run, CollectionType.RUN)
+        if step.run not in butler.collections.get_info(self.output).children:
+            butler.collections.prepend_chain(self.output, step.run)
+        butler.registry.defaults = butler.registry.defaults.clone(collections=[self.output], run=step.run)
+        pipeline_graph.resolve(butler.registry)
+        pipeline_graph.register_dataset_types(butler, include_packages=step.subset == "start")
+        builder = AllDimensionsQuantumGraphBuilder(
+            pipeline_graph,
+            butler,
+            where=where,
+            bind=bind,
+            output_run=step.run,
+            input_collections=[self.output],
+            skip_existing_in=[step.run],
+        )
+        graph = builder.finish(
+            output=self.output, metadata={"data_query": where}, attach_datastore_records=True
+        ).assemble()
+        quantum_ids = list(graph)
+        self.graph_seconds += time.perf_counter() - started
+        all_chains = {_chain_key(graph.quantum_only_xgraph.nodes[q]["data_id"]) for q in quantum_ids}
+        if chains is None and not quantum_ids:
+            # Nothing to do: either the start step is done (resume) or the query matched nothing.
+            return self._chains_with(butler, "summary_c1")
+        if quantum_ids:
+            self._remove_orphans(butler, graph)
+            self._initialize_run(butler, graph, step)
+            graph.build_execution_quanta()
+            by_chain: dict[tuple, list[uuid.UUID]] = {}
+            for quantum_id in quantum_ids:
+                by_chain.setdefault(
+                    _chain_key(graph.quantum_only_xgraph.nodes[quantum_id]["quantum"].dataId), []
+                ).append(quantum_id)
+            if pool is None:
+                memo.mark_constant(_constant_dataset_types(graph))
+                outcomes = _execute_quanta(graph, quantum_ids, self.repo, memo)
+                memo.next_step()
+            else:
+                graph_path = os.path.join(scratch, f"{os.path.basename(step.run)}.qg")
+                graph.write(graph_path)
+                outcomes = pool.run(graph_path, by_chain)
+            self._register(butler, graph, outcomes)
+            for chain, ids in by_chain.items():
+                errors = [outcomes[q] for q in ids if outcomes.get(q)]
+                if errors:
+                    failed[chain] = errors[0]
+        ran = sorted(all_chains if chains is None else set(chains), key=str)
+        return [chain for chain in ran if chain not in failed]
+
+    def _chain_query(self, chains: Sequence[tuple] | None) -> tuple[str, dict[str, Any]]:
+        if chains is None:
+            return self.where, self.bind
+        bind = dict(self.bind)
+        terms = []
+        for index, chain in enumerate(chains):
+            parts = []
+            for name, value in chain:
+                key = f"loop_{name}_{index}"
+                bind[key] = value
+                parts.append(f"{name} = {key}")
+            terms.append("(" + " AND ".join(parts) + ")")
+        where = " OR ".join(terms)
+        return (f"({self.where}) AND ({where})" if self.where else where), bind
+
+    def _chains_with(self, butler: Butler, dataset_type: str) -> list[tuple]:
+        refs = butler.query_datasets(
+            dataset_type, collections=self.output, where=self.where, bind=self.bind, explain=False
+        )
+        return sorted({_chain_key(ref.dataId) for ref in refs}, key=str)
+
+    def _summaries(self, butler: Butler, chains: Sequence[tuple], cycle: int) -> dict[tuple, dict[str, Any]]:
+        summaries = {}
+        for chain in chains:
+            data_id = dict(chain)
+            summary_type = self._summary_type(butler, data_id, cycle)
+            summaries[chain] = butler.get(summary_type, data_id, collections=self.output)
+        return summaries
+
+    @staticmethod
+    def _summary_type(butler: Butler, data_id: Mapping[str, Any], cycle: int) -> str:
+        prefix = "cube_" if "channel_chunk" in data_id else ""
+        return f"{prefix}summary_c{cycle}"
+
+    def _remove_orphans(self, butler: Butler, graph: PredictedQuantumGraph) -> None:
+        # A step killed part-way leaves files it wrote but never registered; the datastore will
+        # not write over them.
+        for quantum_id in graph:
+            for refs in graph.build_execution_quanta([quantum_id])[quantum_id].outputs.values():
+                for ref in refs:
+                    uri = butler.getURI(ref, predict=True)
+                    if uri.exists():
+                        uri.remove()
+
+    def _initialize_run(self, butler: Butler, graph: PredictedQuantumGraph, step: _Step) -> None:
+        # Configs (and software versions) of a resumed step are compared with those stored.
+        init_butler = graph.make_init_qbb(self.repo)
+        try:
+            graph.write_configs(init_butler, compare_existing=True)
+            if step.subset == "start":
+                graph.write_packages(init_butler, compare_existing=True)
+            graph.write_init_outputs(init_butler, skip_existing=True)
+            refs = list(graph.get_init_outputs("").values()) if step.subset == "start" else []
+            for label in graph.pipeline_graph.tasks:
+                refs.extend(graph.get_init_outputs(label).values())
+            new = [ref for ref in refs if butler.get_dataset(ref.id) is None]
+            butler.transfer_from(init_butler, new, transfer="auto", skip_missing=True)
+        finally:
+            init_butler.close()
+
+    def _register(
+        self, butler: Butler, graph: PredictedQuantumGraph, outcomes: Mapping[uuid.UUID, str | None]
+    ) -> None:
+        # Outputs of a failed quantum stay unregistered; a resumed run removes and remakes them.
+        refs = []
+        quanta = graph.build_execution_quanta([q for q, error in outcomes.items() if error is None])
+        for quantum in quanta.values():
+            for output_refs in quantum.outputs.values():
+                refs.extend(output_refs)
+        qbb = QuantumBackedButler.from_predicted(
+            config=self.repo,
+            predicted_inputs=[ref.id for ref in refs],
+            predicted_outputs=[],
+            dimensions=butler.dimensions,
+            datastore_records={},
+            dataset_types={node.name: node.dataset_type for node in graph.pipeline_graph.dataset_types.values()},
+        )
+        try:
+            stored = [ref for ref, exists in qbb.stored_many(refs).items() if exists]
+            butler.transfer_from(qbb, stored, transfer="auto", skip_missing=True)
+        finally:
+            qbb.close()
+
+
+def _describe(chain: tuple) -> str:
+    values = dict(chain)
+    text = f"{values.get('field')} in {values.get('band')}"
+    if "channel_chunk" in values:
+        text += f" chunk {values['channel_chunk']}"
+    return text
