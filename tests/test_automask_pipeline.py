@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 from radio_clean.casa import read_casa_image
-from radio_clean.ms import MeasurementSetHandle
-from radio_clean.testing import run_clean_tasks
+from radio_clean.testing import run_clean
 
 PARAMETERS = dict(
     imsize=[128],
@@ -26,10 +25,13 @@ def runs(demo_ms_dir, tmp_path_factory):
     from radio_clean.casa import reattach_casa_log
 
     ms = str(demo_ms_dir / "3C273XC1.ms")
-    handles = [MeasurementSetHandle(ms)]
-    common = dict(field="3C273", band="8085MHz-1ch", parameters=PARAMETERS)
-    numpy_run = run_clean_tasks(handles, **common, automask_implementation="numpy")
-    casatools_run = run_clean_tasks(handles, **common, automask_implementation="casatools")
+    work = tmp_path_factory.mktemp("automask_runs")
+    numpy_run = run_clean(
+        [ms], parameters=PARAMETERS, directory=work / "numpy", automask_implementation="numpy"
+    )
+    casatools_run = run_clean(
+        [ms], parameters=PARAMETERS, directory=work / "casatools", automask_implementation="casatools"
+    )
     directory = tmp_path_factory.mktemp("tclean_automask")
     reference = tclean(vis=ms, imagename=str(directory / "img"), **PARAMETERS)
     reattach_casa_log(casalog)

@@ -3,10 +3,9 @@
 import numpy as np
 import pytest
 
-from radio_clean.casa import read_casa_image, read_ms_info
+from radio_clean.casa import read_casa_image
 from radio_clean.image import PlaneBeams
-from radio_clean.ms import MeasurementSetHandle
-from radio_clean.testing import run_clean_tasks
+from radio_clean.testing import run_clean
 
 PARAMETERS = dict(
     imsize=[96],
@@ -26,14 +25,9 @@ def cube_runs(request, ngc5921_prepared, tmp_path_factory):
     from radio_clean.casa import reattach_casa_log
 
     ms = ngc5921_prepared.line_ms
-    info = read_ms_info(ms)
+
     parameters = dict(PARAMETERS, usemask=request.param)
-    ours = run_clean_tasks(
-        [MeasurementSetHandle(ms)],
-        field=info.fields[0].name,
-        band=info.spectral_windows[0].band_name,
-        parameters=parameters,
-    )
+    ours = run_clean([ms], parameters=parameters, directory=tmp_path_factory.mktemp(f"ours_{request.param}"))
     directory = tmp_path_factory.mktemp(f"tclean_cube_{request.param}")
     reference = tclean(vis=ms, imagename=str(directory / "img"), **parameters)
     reattach_casa_log(casalog)
@@ -78,14 +72,9 @@ def test_channel_selection_matches_tclean(ngc5921_prepared, tmp_path):
     from radio_clean.casa import reattach_casa_log
 
     ms = ngc5921_prepared.line_ms
-    info = read_ms_info(ms)
+
     parameters = dict(imsize=[64], cell=["15arcsec"], niter=100, datacolumn="data")
-    ours = run_clean_tasks(
-        [MeasurementSetHandle(ms)],
-        field=info.fields[0].name,
-        band=info.spectral_windows[0].band_name,
-        parameters=dict(parameters, spw=":20~40"),
-    )
+    ours = run_clean([ms], parameters=dict(parameters, spw=":20~40"), directory=tmp_path / "ours")
     tclean(vis=ms, imagename=str(tmp_path / "img"), spw="0:20~40", **parameters)
     reattach_casa_log(casalog)
     theirs = read_casa_image(str(tmp_path / "img.image"))

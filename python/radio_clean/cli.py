@@ -57,6 +57,7 @@ def _image(args: argparse.Namespace) -> None:
         jobs=args.jobs,
         chunk_channels=args.chunk_channels,
         output=args.output,
+        task_configs=args.config,
     )
     print(describe(run))
 
@@ -126,7 +127,17 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="NAME=VALUE",
         help="A tclean parameter as tclean writes it: cell=0.5arcsec, imsize=512,512, scales=0,5,15.",
     )
-    image.add_argument("--output", help="Output collection (default images/<UTC time>).")
+    image.add_argument(
+        "--config",
+        action="append",
+        default=[],
+        metavar="TASK:NAME=VALUE",
+        help="A task setting that is not a tclean parameter (as pipetask -c): autoMask:implementation=numpy.",
+    )
+    image.add_argument(
+        "--output",
+        help="Output collection (default images/<UTC time>); an existing one is resumed where it stopped.",
+    )
     image.add_argument(
         "--chunk-channels",
         type=int,

@@ -22,9 +22,9 @@ import yaml
 from .chunks import ChunkError, chunk_ranges, define_channel_chunks, output_channel_count
 from .export import export_cube_products, export_products
 from .ingest import INGEST_RUN, ingest_measurement_sets
-from .parameters import CleanParametersConfig, ParameterError, parse_parameter
 from .loop import CleanLoop, LoopError
-from .pipeline import pipeline_for, to_yaml
+from .parameters import CleanParametersConfig, ParameterError, parse_parameter
+from .pipeline import LAYOUTS, TASK_KINDS, label_of, pipeline_for, to_yaml
 from .repo import create_repo, open_repo
 from .tasks.base import CHUNK_DATASET_PREFIX
 
@@ -114,6 +114,7 @@ def image_measurement_sets(
     jobs: int = 1,
     output: str | None = None,
     chunk_channels: int | None = None,
+    task_configs: Sequence[str] = (),
 ) -> ImagingRun:
     """Ingest, run the CLEAN loop (one quantum graph per cycle) and export FITS.
 
@@ -137,6 +138,9 @@ def image_measurement_sets(
     chunk_channels : `int`, optional
         Channels per chunk of a cube (``specmode`` cube or cubedata); by
         default the cube is cut into ``jobs`` chunks.
+    task_configs : `~collections.abc.Sequence` [`str`], optional
+        Task config settings other than tclean parameters, as
+        ``pipetask -c``: ``autoMask:implementation=casatools``.
 
     Returns
     -------
@@ -173,7 +177,7 @@ def image_measurement_sets(
     pipeline_path = os.path.abspath(os.path.join(export_dir, "pipeline.yaml"))
     with open(pipeline_path, "w") as stream:
         pipeline = pipeline_for(_pipeline_parameters(parameters), n_observations=len(observations))
-        stream.write(to_yaml(pipeline))
+        stream.write(to_yaml(_with_task_configs(pipeline, task_configs)))
     loop = CleanLoop(
         repo, pipeline_uri=pipeline_path, inputs=[INGEST_RUN], output=output, where=query, jobs=jobs
     )
@@ -186,6 +190,22 @@ def image_measurement_sets(
         pipeline_path=pipeline_path,
         summaries=_export(repo, output, parameters, export_dir),
     )
+
+
+def _with_task_configs(pipeline: dict[str, Any], task_configs: Sequence[str]) -> dict[str, Any]:
+    """Add ``KIND:NAME=VALUE`` settings to the config of the task of that kind (``autoMask``...)."""
+    labels = {label_of(kind, layout): kind for layout in LAYOUTS for kind in TASK_KINDS}
+    for setting in task_configs:
+        target, equals, value = setting.partition("=")
+        kind, colon, name = target.partition(":")
+        matching = [label for label in pipeline["tasks"] if labels.get(label) == kind.strip()]
+        if not (equals and colon and matching):
+            raise ParameterError(
+                f"--config {setting!r} is not of the form TASK:NAME=VALUE with TASK one of "
+                f"{', '.join(TASK_KINDS)} (e.g. --config autoMask:implementation=casatools)."
+            )
+        pipeline["tasks"][matching[0]]["config"][name.strip()] = yaml.safe_load(value)
+    return pipeline
 
 
 def _is_cube(parameters: CleanParametersConfig) -> bool:

@@ -195,7 +195,9 @@ def _execute_quanta(
     """
     quanta = graph.build_execution_quanta(quantum_ids)
     nodes = graph.quantum_only_xgraph.nodes
-    predicted_inputs = {ref.id for quantum in quanta.values() for refs in quantum.inputs.values() for ref in refs}
+    predicted_inputs = {
+        ref.id for quantum in quanta.values() for refs in quantum.inputs.values() for ref in refs
+    }
     predicted_outputs = {
         ref.id for quantum in quanta.values() for refs in quantum.outputs.values() for ref in refs
     }
@@ -216,7 +218,10 @@ def _execute_quanta(
     )
     butler = _MemoButler(qbb, memo)
     executor = SingleQuantumExecutor(
-        butler=butler, task_factory=TaskFactory(), assume_no_existing_outputs=True, raise_on_partial_outputs=True
+        butler=butler,
+        task_factory=TaskFactory(),
+        assume_no_existing_outputs=True,
+        raise_on_partial_outputs=True,
     )
     outcomes: dict[uuid.UUID, str | None] = {}
     failed_chains: dict[tuple, str] = {}
@@ -415,8 +420,8 @@ class CleanLoop:
             raise LoopError(
                 f"{len(failed)} of {len(outcomes)} chains failed: "
                 + "; ".join(failed.values())
-                + f". The others are finished in collection {self.output} of {self.repo}; run the same command "
-                "again with the same output collection to retry the failed ones."
+                + f". The others are finished in collection {self.output} of {self.repo}; run the same "
+                "command again with the same output collection to retry the failed ones."
             )
         return outcomes
 
@@ -583,7 +588,9 @@ class CleanLoop:
             predicted_outputs=[],
             dimensions=butler.dimensions,
             datastore_records={},
-            dataset_types={node.name: node.dataset_type for node in graph.pipeline_graph.dataset_types.values()},
+            dataset_types={
+                node.name: node.dataset_type for node in graph.pipeline_graph.dataset_types.values()
+            },
         )
         try:
             stored = [ref for ref, exists in qbb.stored_many(refs).items() if exists]

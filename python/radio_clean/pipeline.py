@@ -70,6 +70,9 @@ LAYOUTS = ("whole", "chunked", "by_observation")
 """``whole``: one chain per field and band; ``chunked``: per channel chunk of a cube;
 ``by_observation``: continuum with major cycles per observation, gathered."""
 
+TASK_KINDS = ("makePsf", "majorCycle", "gatherResidual", "autoMask", "deconvolve", "restore")
+"""The tasks of a CLEAN pipeline; their labels are `label_of` these."""
+
 _TASKS = {
     "makePsf": "radio_clean.tasks.make_psf.MakePsfTask",
     "majorCycle": "radio_clean.tasks.major_cycle.MajorCycleTask",

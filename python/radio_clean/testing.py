@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["registry_snapshot", "run_clean_tasks", "tree_checksums"]
+__all__ = ["registry_snapshot", "run_clean", "tree_checksums"]
 
 import hashlib
 import os
@@ -10,6 +10,7 @@ import os
 from lsst.daf.butler import Butler
 
 from .export import last_minor_cycle
+from .tasks.base import CHUNK_DATASET_PREFIX
 
 
 def tree_checksums(path: str | os.PathLike) -> dict[str, str]:
@@ -49,115 +50,75 @@ def registry_snapshot(repo: str) -> dict[str, object]:
     return snapshot
 
 
-def run_clean_tasks(
-    visibilities: list,
+def run_clean(
+    ms_paths: list[str],
     *,
-    field: str,
-    band: str,
     parameters: dict,
-    max_cycles: int = 20,
+    directory: str | os.PathLike,
     automask_implementation: str = "numpy",
+    jobs: int = 1,
 ) -> dict[str, object]:
-    """Run the CLEAN tasks' ``run`` methods in pipeline order, without a Butler.
+    """Image MeasurementSets through ``radio-clean image``'s own code path and read everything back.
 
-    The same chain of steps a quantum graph of ContinuumImaging.yaml runs,
-    for tests that compare many parameter sets with tclean quickly.
+    The repository, ingest, pipeline, the CLEAN loop and its executor are
+    those a user runs; nothing is called privately.
 
     Parameters
     ----------
-    visibilities : `list` [`radio_clean.ms.MeasurementSetHandle`]
-        MeasurementSets.
-    field, band : `str`
-        Data ID values.
+    ms_paths : `list` [`str`]
+        MeasurementSets of one field and band.
     parameters : `dict`
         tclean parameters (config values, e.g. ``{"cell": ["1arcsec"]}``).
-    max_cycles : `int`, optional
-        Cycle ceiling.
+    directory : `str` or `os.PathLike`
+        Where the repository (``repo``) and exported files (``out``) go.
     automask_implementation : `str`, optional
         AutoMaskTask's ``implementation``.
+    jobs : `int`, optional
+        ``--jobs``.
 
     Returns
     -------
     products : `dict`
-        Every image by dataset type name (``psf``, ``residual_c3``,
-        ``image``...), plus ``summary`` (the final iteration summary) and
-        ``cycles`` (the last cycle run).
+        Every image of the chain by dataset type name (``psf``,
+        ``residual_c3``, ``image``...; cube chunks without their ``cube_``
+        prefix), the final ``residual``, ``model`` (and their ``_tt1``...),
+        ``mask`` (the one tclean leaves), ``summary`` (the final iteration
+        summary), ``cycles`` (the cycle that stopped CLEAN), ``run`` (the
+        `radio_clean.imaging.ImagingRun`) and ``repo``.
     """
-    from .tasks.auto_mask import AutoMaskConfig, AutoMaskTask
-    from .tasks.deconvolve import DeconvolveConfig, DeconvolveTask
-    from .tasks.major_cycle import MajorCycleConfig, MajorCycleTask
-    from .tasks.make_psf import MakePsfConfig, MakePsfTask
-    from .tasks.restore import RestoreConfig, RestoreTask
+    from .imaging import image_measurement_sets
+    from .parameters import CleanParametersConfig
 
-    def configured(config_class, **templates):
-        config = config_class()
-        for name, value in parameters.items():
-            setattr(config.parameters, name, value)
-        for name, value in templates.items():
-            setattr(config.connections, name, value)
-        config.validate()
-        return config
-
-    common = dict(visibilities=visibilities, field=field, band=band)
-    psf_products = MakePsfTask(config=configured(MakePsfConfig)).run(**common).getDict()
-    products: dict[str, object] = dict(psf_products)
-    residual = (
-        MajorCycleTask(config=configured(MajorCycleConfig, cycle="c0"))
-        .run(**common, psf_products=psf_products)
-        .getDict()
+    config = CleanParametersConfig()
+    for name, value in parameters.items():
+        setattr(config, name, value)
+    config.validate()
+    repo = os.path.join(directory, "repo")
+    run = image_measurement_sets(
+        ms_paths,
+        repo=repo,
+        export_dir=os.path.join(directory, "out"),
+        parameters=config,
+        jobs=jobs,
+        task_configs=[f"autoMask:implementation={automask_implementation}"],
     )
-    model, mask, summary, state = None, None, None, None
-    cycle = 0
-    for cycle in range(1, max_cycles + 1):
-        templates = {"cycle": f"c{cycle}", "previous": f"c{cycle - 1}"}
-        mask_config = configured(AutoMaskConfig, **templates)
-        mask_config.implementation = automask_implementation
-        masked = AutoMaskTask(config=mask_config).run(
-            **common,
-            psf_products=psf_products,
-            residual=residual,
-            model=model,
-            previous_mask=mask,
-            previous_summary=summary,
-            previous_state=state,
-        )
-        mask, state = masked.mask, getattr(masked, "state", None)
-        deconvolved = (
-            DeconvolveTask(config=configured(DeconvolveConfig, **templates))
-            .run(
-                **common,
-                psf_products=psf_products,
-                residual=residual,
-                mask=mask,
-                model=model,
-                previous_summary=summary,
-            )
-            .getDict()
-        )
-        summary = deconvolved.pop("summary")
-        model = deconvolved
-        residual = (
-            MajorCycleTask(config=configured(MajorCycleConfig, **templates))
-            .run(
-                **common, psf_products=psf_products, model=model, summary=summary, previous_residual=residual
-            )
-            .getDict()
-        )
-        products.update({f"{name}_c{cycle}": image for name, image in {**model, **residual}.items()})
-        products[f"mask_c{cycle}"] = mask
-        if summary["converged"]:
-            break
-    restored = RestoreTask(config=configured(RestoreConfig, previous=f"c{cycle}")).run(
-        **common, psf_products=psf_products, residual=residual, model=model, summary=summary
-    )
-    products.update({name: value for name, value in restored.getDict().items() if not name.endswith("_png")})
-    products.update(
-        {
-            "summary": summary,
-            "cycles": cycle,
-            "residual": residual["residual"],
-            "model": model["model"],
-            "mask": products[f"mask_c{last_minor_cycle(summary)}"],
-        }
-    )
+    products: dict[str, object] = {"run": run, "repo": repo}
+    with Butler.from_config(repo, collections=run.collection) as butler:
+        for ref in butler.registry.queryDatasets(..., collections=run.collection, findFirst=True):
+            name = ref.datasetType.name.removeprefix(CHUNK_DATASET_PREFIX)
+            if ref.datasetType.storageClass_name == "RadioImage" or name.startswith("summary_c"):
+                if name in products:
+                    raise ValueError(f"{name} of more than one chain or chunk in {run.collection}.")
+                products[name] = butler.get(ref)
+    summary = products[f"summary_c{max(_cycles_of(products, 'summary'))}"]
+    final = int(summary["cycle"])
+    products.update(summary=summary, cycles=final, mask=products[f"mask_c{last_minor_cycle(summary)}"])
+    for name in [key for key in products if key.startswith(("residual", "model"))]:
+        base, _, cycle = name.rpartition("_c")
+        if int(cycle) == (final - 1 if base.startswith("residual") else final):
+            products[base] = products[name]
     return products
+
+
+def _cycles_of(products: dict[str, object], base: str) -> list[int]:
+    return [int(name.rpartition("_c")[2]) for name in products if name.startswith(f"{base}_c")]
