@@ -12,11 +12,20 @@ from collections.abc import Sequence
 from .casa import CasaError
 from .imaging import ImagingError
 from .ingest import INGEST_RUN, TRANSFER_MODES, IngestError, ingest_measurement_sets
+from .loop import LoopError
 from .parameters import ParameterError
 from .repo import NotARadioRepoError, create_repo, open_repo
 
 # Errors whose message is already the one sentence a user should read.
-_USER_ERRORS = (CasaError, IngestError, NotARadioRepoError, FileExistsError, ParameterError, ImagingError)
+_USER_ERRORS = (
+    CasaError,
+    IngestError,
+    NotARadioRepoError,
+    FileExistsError,
+    ParameterError,
+    ImagingError,
+    LoopError,
+)
 
 
 def _create_repo(args: argparse.Namespace) -> None:
@@ -60,6 +69,37 @@ def _image(args: argparse.Namespace) -> None:
         task_configs=args.config,
     )
     print(describe(run))
+
+
+def _clean(args: argparse.Namespace) -> None:
+    from .loop import CleanLoop
+
+    overrides = []
+    for setting in args.config:
+        target, equals, value = setting.partition("=")
+        label, colon, name = target.partition(":")
+        if not (equals and colon and label and name):
+            raise ImagingError(
+                f"-c {setting!r} is not of the form LABEL:NAME=VALUE (e.g. parameters:niter=5000)."
+            )
+        overrides.append((label.strip(), name.strip(), value))
+    loop = CleanLoop(
+        args.repo,
+        pipeline_uri=args.pipeline,
+        inputs=args.input or [INGEST_RUN],
+        output=args.output,
+        where=args.data_query,
+        jobs=args.jobs,
+        config_overrides=overrides,
+    )
+    for outcome in loop.run():
+        summary = outcome.summary
+        name = ", ".join(f"{key}={value}" for key, value in outcome.data_id.items())
+        print(
+            f"{name}: {summary['stop_reason']} (stop code {summary['stopcode']}) after {summary['iterdone']} "
+            f"iterations and {summary['nmajordone']} major cycles."
+        )
+    print(f"Everything is in collection {args.output} of {args.repo}.")
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -144,6 +184,33 @@ def _build_parser() -> argparse.ArgumentParser:
         help="Cubes: channels per channel chunk, the unit of parallel work (default: --jobs chunks).",
     )
     image.set_defaults(func=_image)
+
+    clean = commands.add_parser(
+        "clean",
+        help="Run a CLEAN pipeline (pipelines/*.yaml) over a repository until tclean would stop, "
+        "step by step, with pipetask's options.",
+    )
+    clean.add_argument("repo", help="Repository.")
+    clean.add_argument(
+        "-p", "--pipeline", required=True, help="Pipeline file, e.g. pipelines/ContinuumImaging.yaml."
+    )
+    clean.add_argument(
+        "-i", "--input", action="append", help=f"Input collection (repeatable; default {INGEST_RUN})."
+    )
+    clean.add_argument(
+        "-o", "--output", required=True, help="Output CHAINED collection; an existing one is resumed."
+    )
+    clean.add_argument("-d", "--data-query", default="", help="Which fields and bands, as pipetask run -d.")
+    clean.add_argument(
+        "-c",
+        "--config",
+        action="append",
+        default=[],
+        metavar="LABEL:NAME=VALUE",
+        help="Config override as pipetask -c, e.g. parameters:niter=5000 or autoMask:implementation=numpy.",
+    )
+    clean.add_argument("-j", "--jobs", type=int, default=1, help="Processes running chains side by side.")
+    clean.set_defaults(func=_clean)
     return parser
 
 

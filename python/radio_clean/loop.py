@@ -39,8 +39,10 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+import lsst.pex.config as pexConfig
 from lsst.daf.butler import (
     Butler,
+    ButlerConfig,
     CollectionType,
     DataCoordinate,
     DatasetRef,
@@ -53,6 +55,9 @@ from lsst.pipe.base.all_dimensions_quantum_graph_builder import AllDimensionsQua
 from lsst.pipe.base.caching_limited_butler import CachingLimitedButler
 from lsst.pipe.base.quantum_graph import PredictedQuantumGraph
 from lsst.pipe.base.single_quantum_executor import SingleQuantumExecutor
+
+from .parameters import CleanParametersConfig
+from .pipeline import STEPS
 
 _log = logging.getLogger(__name__)
 
@@ -179,13 +184,50 @@ class _Step:
     minor_cycle: int
 
 
+def _step_butler(
+    graph: PredictedQuantumGraph, quantum_ids: Sequence[uuid.UUID], butler_config: ButlerConfig
+) -> QuantumBackedButler:
+    """A quantum-backed butler that reads and writes what these quanta (and the step's init) do."""
+    quanta = graph.build_execution_quanta(quantum_ids)
+    inputs: set[uuid.UUID] = set()
+    outputs: set[uuid.UUID] = set()
+    records: dict[str, Any] = {}
+    for quantum in quanta.values():
+        inputs.update(ref.id for refs in quantum.inputs.values() for ref in refs)
+        outputs.update(ref.id for refs in quantum.outputs.values() for ref in refs)
+        for name, record_data in quantum.datastore_records.items():
+            if name in records:
+                records[name].update(record_data)
+            else:
+                records[name] = record_data
+    outputs.update(ref.id for ref in _init_outputs(graph))
+    return QuantumBackedButler.from_predicted(
+        config=butler_config,
+        predicted_inputs=inputs - outputs,
+        predicted_outputs=outputs,
+        dimensions=graph.pipeline_graph.universe,
+        datastore_records=records,
+        dataset_types={node.name: node.dataset_type for node in graph.pipeline_graph.dataset_types.values()},
+    )
+
+
+def _init_outputs(graph: PredictedQuantumGraph) -> list[DatasetRef]:
+    """Configs of the step's tasks (and, for the start step, software versions)."""
+    refs = [ref for label in graph.pipeline_graph.tasks for ref in graph.get_init_outputs(label).values()]
+    try:
+        refs.extend(graph.get_init_outputs("").values())
+    except KeyError:
+        pass
+    return refs
+
+
 def _execute_quanta(
     graph: PredictedQuantumGraph,
     quantum_ids: Sequence[uuid.UUID],
-    butler_config: str,
+    qbb: QuantumBackedButler,
     memo: DatasetMemo,
 ) -> dict[uuid.UUID, str | None]:
-    """Run quanta of a step graph in order with a quantum-backed butler.
+    """Run quanta of a step graph in order.
 
     Returns
     -------
@@ -195,62 +237,37 @@ def _execute_quanta(
     """
     quanta = graph.build_execution_quanta(quantum_ids)
     nodes = graph.quantum_only_xgraph.nodes
-    predicted_inputs = {
-        ref.id for quantum in quanta.values() for refs in quantum.inputs.values() for ref in refs
-    }
-    predicted_outputs = {
-        ref.id for quantum in quanta.values() for refs in quantum.outputs.values() for ref in refs
-    }
-    records: dict[str, Any] = {}
-    for quantum in quanta.values():
-        for name, record_data in quantum.datastore_records.items():
-            if name in records:
-                records[name].update(record_data)
-            else:
-                records[name] = record_data
-    qbb = QuantumBackedButler.from_predicted(
-        config=butler_config,
-        predicted_inputs=predicted_inputs - predicted_outputs,
-        predicted_outputs=predicted_outputs,
-        dimensions=graph.pipeline_graph.universe,
-        datastore_records=records,
-        dataset_types={node.name: node.dataset_type for node in graph.pipeline_graph.dataset_types.values()},
-    )
-    butler = _MemoButler(qbb, memo)
     executor = SingleQuantumExecutor(
-        butler=butler,
+        butler=_MemoButler(qbb, memo),
         task_factory=TaskFactory(),
         assume_no_existing_outputs=True,
         raise_on_partial_outputs=True,
     )
     outcomes: dict[uuid.UUID, str | None] = {}
     failed_chains: dict[tuple, str] = {}
-    try:
-        for quantum_id in quantum_ids:
-            quantum = quanta[quantum_id]
-            chain = _chain_key(quantum.dataId)
-            if chain in failed_chains:
-                outcomes[quantum_id] = f"not run: {failed_chains[chain]}"
-                continue
-            task_node = nodes[quantum_id]["pipeline_node"]
-            try:
-                executor.execute(task_node, quantum, quantum_id)
-            except Exception as err:
-                message = f"{task_node.label} on {dict(quantum.dataId.required)} failed: {err}"
-                _log.error("%s\n%s", message, traceback.format_exc())
-                failed_chains[chain] = message
-                outcomes[quantum_id] = message
-            else:
-                outcomes[quantum_id] = None
-    finally:
-        qbb.close()
+    for quantum_id in quantum_ids:
+        quantum = quanta[quantum_id]
+        chain = _chain_key(quantum.dataId)
+        if chain in failed_chains:
+            outcomes[quantum_id] = f"not run: {failed_chains[chain]}"
+            continue
+        task_node = nodes[quantum_id]["pipeline_node"]
+        try:
+            executor.execute(task_node, quantum, quantum_id)
+        except Exception as err:
+            message = f"{task_node.label} on {dict(quantum.dataId.required)} failed: {err}"
+            _log.error("%s\n%s", message, traceback.format_exc())
+            failed_chains[chain] = message
+            outcomes[quantum_id] = message
+        else:
+            outcomes[quantum_id] = None
     return outcomes
 
 
 class _WorkerPool:
     """Processes that each run whole chains, step after step, keeping their CASA engine warm."""
 
-    def __init__(self, count: int, butler_config: str) -> None:
+    def __init__(self, count: int, butler_config: ButlerConfig) -> None:
         context = multiprocessing.get_context("fork")
         self._tasks = [context.Queue() for _ in range(count)]
         self._results = context.Queue()
@@ -289,14 +306,15 @@ class _WorkerPool:
                 process.terminate()
 
 
-def _worker_main(tasks, results, butler_config: str) -> None:
+def _worker_main(tasks, results, butler_config: ButlerConfig) -> None:
     memo = DatasetMemo()
     while (task := tasks.get()) is not None:
         graph_path, quantum_ids = task
         try:
             graph = PredictedQuantumGraph.read_execution_quanta(graph_path, quantum_ids)
             memo.mark_constant(_constant_dataset_types(graph))
-            results.put(_execute_quanta(graph, quantum_ids, butler_config, memo))
+            with _step_butler(graph, quantum_ids, butler_config) as qbb:
+                results.put(_execute_quanta(graph, quantum_ids, qbb, memo))
             memo.next_step()
         except BaseException:
             results.put(traceback.format_exc())
@@ -332,8 +350,9 @@ class CleanLoop:
         Values of identifiers in ``where``.
     jobs : `int`, optional
         Processes that run quanta; chains are shared out among them.
-    config_overrides : `~collections.abc.Mapping`, optional
-        Pipeline parameter overrides (as ``-c parameters:NAME=VALUE``).
+    config_overrides : `~collections.abc.Sequence` [`tuple` [`str`, `str`, `str`]], optional
+        ``(label, name, value)`` config overrides, as ``pipetask -c
+        label:name=value``; label ``parameters`` sets pipeline parameters.
     """
 
     def __init__(
@@ -346,7 +365,7 @@ class CleanLoop:
         where: str = "",
         bind: Mapping[str, Any] | None = None,
         jobs: int = 1,
-        config_overrides: Mapping[str, str] | None = None,
+        config_overrides: Sequence[tuple[str, str, str]] = (),
     ) -> None:
         self.repo = repo
         self.pipeline_uri = pipeline_uri
@@ -355,8 +374,10 @@ class CleanLoop:
         self.where = where
         self.bind = dict(bind or {})
         self.jobs = max(1, jobs)
-        self.config_overrides = dict(config_overrides or {})
+        self.config_overrides = list(config_overrides)
         self.graph_seconds = 0.0
+        self._butler_config = ButlerConfig(repo)
+        self._pipelines: dict[str, Pipeline] = {}
 
     def run(self) -> list[ChainOutcome]:
         """Run every step; return how each chain ended.
@@ -367,7 +388,10 @@ class CleanLoop:
             If a quantum failed (the other chains are finished first) or a
             step cannot be built; the message says what to run to resume.
         """
-        pool = _WorkerPool(self.jobs, self.repo) if self.jobs > 1 else None
+        # Refuse bad pipelines and settings before anything is written.
+        for subset in STEPS:
+            self._pipeline_graph(_Step(subset, "", 1, 2))
+        pool = _WorkerPool(self.jobs, self._butler_config) if self.jobs > 1 else None
         memo = DatasetMemo()
         scratch = tempfile.mkdtemp(prefix="radio_clean-graphs-") if pool else None
         try:
@@ -440,12 +464,47 @@ class CleanLoop:
             )
 
     def _pipeline_graph(self, step: _Step):
-        pipeline = Pipeline.from_uri(f"{self.pipeline_uri}#{step.subset}")
-        for name, value in self.config_overrides.items():
-            pipeline.addConfigOverride("parameters", name, value)
-        pipeline.addConfigOverride("parameters", "major_cycle", f"c{step.major_cycle}")
-        pipeline.addConfigOverride("parameters", "minor_cycle", f"c{step.minor_cycle}")
-        return pipeline.to_graph()
+        try:
+            if step.subset not in self._pipelines:
+                pipeline = Pipeline.from_uri(f"{self.pipeline_uri}#{step.subset}")
+                declared = pipeline.to_graph().tasks.keys() | {"parameters"}
+                parameters = pipeline._pipelineIR.parameters.mapping
+                for label, name, value in self.config_overrides:
+                    if (
+                        label == "parameters"
+                        and name not in parameters
+                        and name in CleanParametersConfig._fields
+                    ):
+                        # A tclean parameter the pipeline does not declare: set it in every task.
+                        for task_label in declared - {"parameters"}:
+                            pipeline.addConfigOverride(task_label, f"parameters.{name}", value)
+                        continue
+                    if label not in declared or (label == "parameters" and name not in parameters):
+                        what, known = (
+                            ("parameters", parameters) if label == "parameters" else ("labels", declared)
+                        )
+                        raise LookupError(
+                            f"{label}:{name} is not in the pipeline ({what}: {', '.join(sorted(known))})"
+                        )
+                    pipeline.addConfigOverride(label, name, value)
+                self._pipelines[step.subset] = pipeline
+            pipeline = Pipeline.fromPipeline(self._pipelines[step.subset])
+            pipeline.addConfigOverride("parameters", "major_cycle", f"c{step.major_cycle}")
+            pipeline.addConfigOverride("parameters", "minor_cycle", f"c{step.minor_cycle}")
+            return pipeline.to_graph()
+        except (
+            OSError,
+            LookupError,
+            ValueError,
+            TypeError,
+            AttributeError,
+            pexConfig.FieldValidationError,
+        ) as err:
+            reason = str(err).splitlines()[0].rstrip(".") if str(err) else type(err).__name__
+            raise LoopError(
+                f"Pipeline {self.pipeline_uri} (subset {step.subset}) cannot be used with these settings: "
+                f"{reason}."
+            ) from None
 
     def _run_step(
         self,
@@ -479,9 +538,10 @@ class CleanLoop:
             input_collections=[self.output],
             skip_existing_in=[step.run],
         )
-        graph = builder.finish(
+        components = builder.finish(
             output=self.output, metadata={"data_query": where}, attach_datastore_records=True
-        ).assemble()
+        )
+        graph = components.assemble()
         quantum_ids = list(graph)
         self.graph_seconds += time.perf_counter() - started
         all_chains = {_chain_key(graph.quantum_only_xgraph.nodes[q]["data_id"]) for q in quantum_ids}
@@ -490,22 +550,20 @@ class CleanLoop:
             return self._chains_with(butler, "summary_c1")
         if quantum_ids:
             self._remove_orphans(butler, graph)
-            self._initialize_run(butler, graph, step)
-            graph.build_execution_quanta()
             by_chain: dict[tuple, list[uuid.UUID]] = {}
-            for quantum_id in quantum_ids:
-                by_chain.setdefault(
-                    _chain_key(graph.quantum_only_xgraph.nodes[quantum_id]["quantum"].dataId), []
-                ).append(quantum_id)
-            if pool is None:
-                memo.mark_constant(_constant_dataset_types(graph))
-                outcomes = _execute_quanta(graph, quantum_ids, self.repo, memo)
-                memo.next_step()
-            else:
-                graph_path = os.path.join(scratch, f"{os.path.basename(step.run)}.qg")
-                graph.write(graph_path)
-                outcomes = pool.run(graph_path, by_chain)
-            self._register(butler, graph, outcomes)
+            for quantum_id, quantum in graph.build_execution_quanta().items():
+                by_chain.setdefault(_chain_key(quantum.dataId), []).append(quantum_id)
+            with _step_butler(graph, quantum_ids, self._butler_config) as qbb:
+                self._initialize_run(qbb, graph, step)
+                if pool is None:
+                    memo.mark_constant(_constant_dataset_types(graph))
+                    outcomes = _execute_quanta(graph, quantum_ids, qbb, memo)
+                    memo.next_step()
+                else:
+                    graph_path = os.path.join(scratch, f"{os.path.basename(step.run)}.qg")
+                    components.write(graph_path)
+                    outcomes = pool.run(graph_path, by_chain)
+                self._register(butler, qbb, graph, outcomes)
             for chain, ids in by_chain.items():
                 errors = [outcomes[q] for q in ids if outcomes.get(q)]
                 if errors:
@@ -557,46 +615,29 @@ class CleanLoop:
                     if uri.exists():
                         uri.remove()
 
-    def _initialize_run(self, butler: Butler, graph: PredictedQuantumGraph, step: _Step) -> None:
+    @staticmethod
+    def _initialize_run(qbb: QuantumBackedButler, graph: PredictedQuantumGraph, step: _Step) -> None:
         # Configs (and software versions) of a resumed step are compared with those stored.
-        init_butler = graph.make_init_qbb(self.repo)
-        try:
-            graph.write_configs(init_butler, compare_existing=True)
-            if step.subset == "start":
-                graph.write_packages(init_butler, compare_existing=True)
-            graph.write_init_outputs(init_butler, skip_existing=True)
-            refs = list(graph.get_init_outputs("").values()) if step.subset == "start" else []
-            for label in graph.pipeline_graph.tasks:
-                refs.extend(graph.get_init_outputs(label).values())
-            new = [ref for ref in refs if butler.get_dataset(ref.id) is None]
-            butler.transfer_from(init_butler, new, transfer="auto", skip_missing=True)
-        finally:
-            init_butler.close()
+        graph.write_configs(qbb, compare_existing=True)
+        if step.subset == "start":
+            graph.write_packages(qbb, compare_existing=True)
+        graph.write_init_outputs(qbb, skip_existing=True)
 
+    @staticmethod
     def _register(
-        self, butler: Butler, graph: PredictedQuantumGraph, outcomes: Mapping[uuid.UUID, str | None]
+        butler: Butler,
+        qbb: QuantumBackedButler,
+        graph: PredictedQuantumGraph,
+        outcomes: Mapping[uuid.UUID, str | None],
     ) -> None:
         # Outputs of a failed quantum stay unregistered; a resumed run removes and remakes them.
-        refs = []
+        refs = [ref for ref in _init_outputs(graph) if butler.get_dataset(ref.id) is None]
         quanta = graph.build_execution_quanta([q for q, error in outcomes.items() if error is None])
         for quantum in quanta.values():
             for output_refs in quantum.outputs.values():
                 refs.extend(output_refs)
-        qbb = QuantumBackedButler.from_predicted(
-            config=self.repo,
-            predicted_inputs=[ref.id for ref in refs],
-            predicted_outputs=[],
-            dimensions=butler.dimensions,
-            datastore_records={},
-            dataset_types={
-                node.name: node.dataset_type for node in graph.pipeline_graph.dataset_types.values()
-            },
-        )
-        try:
-            stored = [ref for ref, exists in qbb.stored_many(refs).items() if exists]
-            butler.transfer_from(qbb, stored, transfer="auto", skip_missing=True)
-        finally:
-            qbb.close()
+        stored = [ref for ref, exists in qbb.stored_many(refs).items() if exists]
+        butler.transfer_from(qbb, stored, transfer="auto", skip_missing=True)
 
 
 def _describe(chain: tuple) -> str:
