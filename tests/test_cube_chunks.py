@@ -1,4 +1,4 @@
-"""Cubes imaged in channel chunks through pipetask (CubeImaging), against tclean and a simulated sky."""
+"""Cubes imaged in channel chunks (CubeImaging, a CLEAN loop per chunk) against tclean and simulations."""
 
 import json
 import os
@@ -9,7 +9,7 @@ import pytest
 from radio_clean.casa import read_casa_image, reattach_casa_log
 from radio_clean.chunks import ChunkError, chunk_ranges, output_channel_count, read_channels
 from radio_clean.image import RadioImage
-from radio_clean.imaging import image_measurement_sets, independent_chains, read_parameters
+from radio_clean.imaging import image_measurement_sets, read_parameters
 from radio_clean.parameters import CleanParametersConfig, ParameterError, chunk_start
 from radio_clean.repo import open_repo
 from radio_clean.simulate import SkyComponent, simulate_ms
@@ -55,7 +55,6 @@ def ngc5921_chunked(ngc5921_prepared, tmp_path_factory):
         export_dir=str(directory / "export"),
         parameters=parameters,
         jobs=2,
-        cycles=4,
         chunk_channels=16,
     )
     tclean_parameters = _tclean_parameters(NGC5921_SETTINGS)
@@ -125,21 +124,55 @@ def test_channel_range_reads_only_the_chunks_it_needs(ngc5921_chunked):
     assert channels == exported.channel_slice(10, 40)
 
 
-def test_jobs_run_whole_chunks(ngc5921_chunked):
-    from lsst.pipe.base import QuantumGraph
+def test_jobs_run_every_chunk_to_its_own_stop(ngc5921_chunked):
+    """With --jobs 2, each of the 4 chunks runs its own cycles, stops on its own and is restored alone.
 
-    _, _, _, directory = ngc5921_chunked
-    graph_path = str(directory / "export" / "quantum_graph.qgraph")
-    chunk_of = {
-        str(node.nodeId): node.quantum.dataId["channel_chunk"] for node in QuantumGraph.loadUri(graph_path)
-    }
-    groups = independent_chains(graph_path, 2)
-    # 4 chunks of makePsf, majorCycle_c0, 4 x (autoMask, deconvolve, majorCycle), restore.
-    assert [len(group) for group in groups] == [2 * 15, 2 * 15]
-    chunks_of_groups = [{chunk_of[node_id] for node_id in group} for group in groups]
-    assert sorted(len(chunks) for chunks in chunks_of_groups) == [2, 2]
-    assert set.union(*chunks_of_groups) == {0, 1, 2, 3}
-    assert [len(group) for group in independent_chains(graph_path, 8)] == [15] * 4
+    Every chunk has a summary for each cycle up to the one that stopped it and
+    none after; each ``cycleNNN`` step ran only the chunks still cleaning; a
+    chunk is restored in the ``finishNNN`` step of the cycle it stopped at, so
+    chunks stopping at different cycles have finish steps of their own.
+    """
+    run, _, _, directory = ngc5921_chunked
+    output = run.collection
+    with open_repo(str(directory / "repo"), collections=output) as butler:
+        finals = {
+            ref.dataId["channel_chunk"]: int(butler.get(ref)["cycle"])
+            for ref in butler.query_datasets("cube_clean_summary", explain=False)
+        }
+        assert sorted(finals) == [0, 1, 2, 3]
+        summary_types = [
+            dataset_type.name for dataset_type in butler.registry.queryDatasetTypes("cube_summary_c*")
+        ]
+        summaries = {}  # chunk -> {cycle: RUN collection of its summary}
+        for name in summary_types:
+            cycle = int(name.rpartition("_c")[2])
+            for ref in butler.query_datasets(name, collections=output, explain=False):
+                summaries.setdefault(ref.dataId["channel_chunk"], {})[cycle] = ref.run
+        images = {
+            ref.dataId["channel_chunk"]: ref.run for ref in butler.query_datasets("cube_image", explain=False)
+        }
+        runs = set(butler.collections.query(output + "/*"))
+        # Each chunk's summaries are its own, cycle after cycle, until it stopped, and none after.
+        for chunk, final in finals.items():
+            assert summaries[chunk] == {
+                cycle: f"{output}/start" if cycle == 1 else f"{output}/cycle{cycle - 1:03d}"
+                for cycle in range(1, final + 1)
+            }, chunk
+            assert butler.get(f"cube_summary_c{final}", channel_chunk=chunk, **_chain(run))["converged"]
+            assert images[chunk] == f"{output}/finish{final:03d}", chunk
+    # One RUN per step: start, a cycle step while any chunk went on, a finish step per final cycle.
+    assert runs == (
+        {f"{output}/start"}
+        | {f"{output}/cycle{cycle:03d}" for cycle in range(1, max(finals.values()))}
+        | {f"{output}/finish{final:03d}" for final in finals.values()}
+    )
+    print(f"final cycles per chunk: {finals}")
+    assert len(set(finals.values())) > 1, "the chunks all stopped at the same cycle: nothing to test here"
+
+
+def _chain(run):
+    summary = run.summaries[0]
+    return {"instrument": "VLA", "field": summary["field"], "band": summary["band"]}
 
 
 def test_simulated_cube_fluxes_in_chunks(tmp_path):
@@ -170,7 +203,6 @@ def test_simulated_cube_fluxes_in_chunks(tmp_path):
         repo=str(tmp_path / "repo"),
         export_dir=str(tmp_path / "export"),
         parameters=parameters,
-        cycles=4,
         chunk_channels=3,
     )
     ours = RadioImage.from_fits(str(tmp_path / "export" / "image.fits"))

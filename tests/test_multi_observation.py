@@ -49,7 +49,6 @@ def two_observations(demo_ms_dir, tmp_path_factory):
             export_dir=str(directory / label),
             parameters=parameters,
             jobs=jobs,
-            cycles=6,
             output=f"images/{label}",
         )
         runs[label] = (run, RadioImage.from_fits(str(directory / label / "image.fits")))
@@ -70,8 +69,9 @@ def test_two_observations_equal_one_combined_ms_and_tclean(two_observations):
     assert np.abs(parts.pixels - combined.pixels).max() <= 1e-3 * peak
     assert np.abs(parts.pixels - tclean_image.pixels).max() <= 1e-3 * peak
     summary = parts_run.summaries[0]
-    assert (summary["iterdone"], summary["stopcode"]) == (
+    assert (summary["iterdone"], summary["nmajordone"], summary["stopcode"]) == (
         tclean_summary["iterdone"],
+        tclean_summary["nmajordone"],
         tclean_summary["stopcode"],
     )
     assert combined_run.summaries[0]["iterdone"] == summary["iterdone"]

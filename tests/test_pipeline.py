@@ -1,7 +1,8 @@
-"""The shipped pipeline, pipetask and the radio-clean image front door, end to end."""
+"""The shipped pipelines (one label per task; start, cycle and finish subsets) and radio-clean image."""
 
 import json
 import os
+import re
 import shutil
 
 import numpy as np
@@ -10,7 +11,7 @@ from astropy.io import fits
 
 from radio_clean.casa import read_casa_image
 from radio_clean.cli import main
-from radio_clean.pipeline import DEFAULT_CYCLES, continuum_pipeline, shipped_pipelines, to_yaml
+from radio_clean.pipeline import STEPS, clean_pipeline, pipeline_for, shipped_pipelines, to_yaml
 from radio_clean.testing import tree_checksums
 
 PIPELINES = os.path.join(os.path.dirname(__file__), os.pardir, "pipelines")
@@ -24,38 +25,101 @@ def test_shipped_pipelines_are_regenerated():
             )
 
 
-def test_pipeline_unrolls_cycles():
-    pipeline = continuum_pipeline(3, {"niter": 10})
-    labels = list(pipeline["tasks"])
-    assert labels == [
+def test_pipeline_has_one_label_per_task_and_the_loop_in_subsets():
+    pipeline = clean_pipeline("whole", {"niter": 10})
+    assert list(pipeline["tasks"]) == ["makePsf", "majorCycle", "autoMask", "deconvolve", "restore"]
+    assert {name: subset["subset"] for name, subset in pipeline["subsets"].items()} == {
+        "start": ["makePsf", "majorCycle", "autoMask", "deconvolve"],
+        "cycle": ["majorCycle", "autoMask", "deconvolve"],
+        "finish": ["restore"],
+    }
+    assert tuple(pipeline["subsets"]) == STEPS
+    assert pipeline["parameters"] == {"niter": 10, "major_cycle": "c0", "minor_cycle": "c1"}
+    # Connection templates come from the loop's pipeline parameters, not from fixed cycles.
+    assert pipeline["tasks"]["deconvolve"]["config"] == {
+        "parameters.niter": "parameters.niter",
+        "connections.cycle": "parameters.minor_cycle",
+        "connections.previous": "parameters.major_cycle",
+    }
+    assert pipeline["tasks"]["majorCycle"]["config"]["connections.cycle"] == "parameters.major_cycle"
+    assert pipeline["tasks"]["restore"]["config"]["connections.previous"] == "parameters.major_cycle"
+    assert "ContinuumImaging" not in to_yaml(pipeline)
+    by_observation = pipeline_for({"niter": 10}, n_observations=2)
+    assert list(by_observation["tasks"]) == [
         "makePsf",
-        "majorCycle_c0",
-        "autoMask_c1",
-        "deconvolve_c1",
-        "majorCycle_c1",
-        "autoMask_c2",
-        "deconvolve_c2",
-        "majorCycle_c2",
-        "autoMask_c3",
-        "deconvolve_c3",
-        "majorCycle_c3",
+        "observationMajorCycle",
+        "gatherResidual",
+        "autoMask",
+        "deconvolve",
         "restore",
     ]
-    assert pipeline["tasks"]["deconvolve_c2"]["config"] == {
-        "parameters.niter": "parameters.niter",
-        "connections.cycle": "c2",
-        "connections.previous": "c1",
+    assert by_observation["subsets"]["cycle"]["subset"] == [
+        "observationMajorCycle",
+        "gatherResidual",
+        "autoMask",
+        "deconvolve",
+    ]
+    cube = pipeline_for({"specmode": "cube"})
+    assert cube["subsets"]["cycle"]["subset"] == ["cubeMajorCycle", "cubeAutoMask", "cubeDeconvolve"]
+    assert cube["tasks"]["cubeDeconvolve"]["config"]["channel_chunks"] is True
+    with pytest.raises(ValueError, match="loop parameters"):
+        clean_pipeline("whole", {"major_cycle": "c2"})
+    with pytest.raises(ValueError, match="Unknown pipeline layout"):
+        clean_pipeline("unrolled")
+
+
+def _cycle_dataset_types(file_name, subset, **loop):
+    """{label: (inputs, outputs)} of a shipped pipeline's subset: the dataset types of one cycle."""
+    from lsst.pipe.base import Pipeline
+
+    pipeline = Pipeline.from_uri(os.path.join(PIPELINES, file_name) + f"#{subset}")
+    for name, value in loop.items():
+        pipeline.addConfigOverride("parameters", name, value)
+    graph = pipeline.to_graph()
+
+    def of_cycles(edges):
+        names = (edge.parent_dataset_type_name for edge in edges)
+        return sorted(name for name in names if re.search(r"_c[0-9]+$", name))
+
+    return {
+        label: (of_cycles(task.inputs.values()), of_cycles(task.outputs.values()))
+        for label, task in graph.tasks.items()
     }
-    assert pipeline["tasks"]["restore"]["config"]["connections.previous"] == "c3"
-    assert "ContinuumImaging" not in to_yaml(pipeline)
-    with pytest.raises(ValueError, match="at least one cycle"):
-        continuum_pipeline(0)
-    assert DEFAULT_CYCLES >= 10
+
+
+def test_pipeline_parameters_place_a_step_in_the_loop():
+    """major_cycle and minor_cycle resolve every connection template to that cycle's dataset types."""
+    assert _cycle_dataset_types("ContinuumImaging.yaml", "start") == {
+        "makePsf": ([], []),
+        "majorCycle": ([], ["residual_c0"]),
+        "autoMask": (["residual_c0"], ["mask_c1"]),
+        "deconvolve": (["mask_c1", "residual_c0"], ["model_c1", "summary_c1"]),
+    }
+    assert _cycle_dataset_types("ContinuumImaging.yaml", "cycle", major_cycle="c3", minor_cycle="c4") == {
+        "majorCycle": (["model_c3"], ["residual_c3"]),
+        "autoMask": (["mask_c3", "model_c3", "residual_c3", "summary_c3"], ["mask_c4"]),
+        "deconvolve": (["mask_c4", "model_c3", "residual_c3", "summary_c3"], ["model_c4", "summary_c4"]),
+    }
+    # The finish step of a chain that stopped at cycle 8: residual c7, model and summary c8.
+    assert _cycle_dataset_types("ContinuumImaging.yaml", "finish", major_cycle="c7", minor_cycle="c8") == {
+        "restore": (["model_c8", "residual_c7", "summary_c8"], []),
+    }
+    assert _cycle_dataset_types(
+        "ContinuumImagingByObservation.yaml", "cycle", major_cycle="c3", minor_cycle="c4"
+    ) == {
+        "observationMajorCycle": (["model_c3"], ["partial_residual_c3"]),
+        "gatherResidual": (["partial_residual_c3"], ["residual_c3"]),
+        "autoMask": (["mask_c3", "model_c3", "residual_c3", "summary_c3"], ["mask_c4"]),
+        "deconvolve": (["mask_c4", "model_c3", "residual_c3", "summary_c3"], ["model_c4", "summary_c4"]),
+    }
+    cube = _cycle_dataset_types("CubeImaging.yaml", "cycle", major_cycle="c3", minor_cycle="c4")
+    assert cube["cubeMajorCycle"] == (["cube_model_c3"], ["cube_residual_c3"])
+    assert cube["cubeDeconvolve"][1] == ["cube_model_c4", "cube_summary_c4"]
 
 
 @pytest.fixture(scope="module")
 def front_door_run(tmp_path_factory, demo_ms_dir):
-    """One radio-clean image run of 3C273 through pipetask, and tclean on the same data."""
+    """One radio-clean image run of 3C273 (the CLEAN loop in-process), and tclean on the same data."""
     from casatasks import tclean
 
     root = tmp_path_factory.mktemp("frontdoor")
@@ -72,7 +136,7 @@ def front_door_run(tmp_path_factory, demo_ms_dir):
         "pbcor=True",
     ]
     status = main(
-        ["image", str(ms), "--repo", str(root / "repo"), "--export", str(root / "out"), "--cycles", "8"]
+        ["image", str(ms), "--repo", str(root / "repo"), "--export", str(root / "out")]
         + [arg for setting in settings for arg in ("--set", setting)]
     )
     reference = tclean(

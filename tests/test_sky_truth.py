@@ -1,11 +1,12 @@
 """CLEAN recovers skies whose truth the test wrote: fluxes, positions and spectral indices.
 
 The MeasurementSets come from `radio_clean.simulate.simulate_ms` (visibilities
-predicted analytically, Gaussian noise), imaged by the pipeline's task chain
-(`radio_clean.testing.run_clean_tasks`). Sources sit on pixel centres (offsets
-in whole cells from the phase centre, which is the image centre), so that a
-point source's restored peak is its flux. Each test works in its own
-``tmp_path``; the module runs under pytest-xdist.
+predicted analytically, Gaussian noise), imaged through ``radio-clean image``'s
+own code path (`radio_clean.testing.run_clean`: repository, ingest, the CLEAN
+loop). Sources sit on pixel centres (offsets in whole cells from the phase
+centre, which is the image centre), so that a point source's restored peak is
+its flux. Each test works in its own ``tmp_path``; the module runs under
+pytest-xdist.
 """
 
 import math
@@ -14,10 +15,8 @@ import numpy as np
 import pytest
 
 import radio_clean  # noqa: F401  (sets up casatools before anything imports it)
-from radio_clean.casa import read_ms_info
-from radio_clean.ms import MeasurementSetHandle
 from radio_clean.simulate import SkyComponent, simulate_ms
-from radio_clean.testing import run_clean_tasks
+from radio_clean.testing import run_clean
 
 # isort: split
 import casatools  # after radio_clean, which points casatools at its offline site config
@@ -46,14 +45,8 @@ def _expected_noise(sky):
     return sky.noise_jy / math.sqrt(2.0 * unflagged)
 
 
-def _clean(sky, parameters):
-    info = read_ms_info(sky.path)
-    return run_clean_tasks(
-        [MeasurementSetHandle(sky.path)],
-        field=info.fields[0].name,
-        band=info.spectral_windows[0].band_name,
-        parameters=parameters,
-    )
+def _clean(sky, parameters, directory):
+    return run_clean([sky.path], parameters=parameters, directory=directory)
 
 
 def _source_pixel(image, component, freq_hz):
@@ -102,6 +95,7 @@ def test_point_source_fluxes_and_positions(tmp_path, monkeypatch):
             "datacolumn": "data",
             "deconvolver": "hogbom",
         },
+        tmp_path / "ours",
     )
     summary = products["summary"]
     image, residual, model = (products[name].pixels[0, 0] for name in ("image", "residual", "model"))
@@ -187,6 +181,7 @@ def test_mtmfs_spectral_index_and_flux(tmp_path, monkeypatch):
             "nterms": 2,
             "reffreq": f"{sky.ref_freq_hz!r}Hz",
         },
+        tmp_path / "ours",
     )
     summary = products["summary"]
     assert summary["stopcode"] == 2, summary["stop_reason"]
