@@ -28,10 +28,16 @@ from __future__ import annotations
 __all__ = ["ChainOutcome", "CleanLoop", "DatasetMemo", "LoopError", "step_run"]
 
 import dataclasses
+import functools
 import logging
 import multiprocessing
 import os
+import queue
+import re
+import shlex
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 import traceback
@@ -268,11 +274,16 @@ class _WorkerPool:
     """Processes that each run whole chains, step after step, keeping their CASA engine warm."""
 
     def __init__(self, count: int, butler_config: ButlerConfig) -> None:
-        context = multiprocessing.get_context("fork")
+        # Not a plain fork: CASA's threads in this process may hold locks that a forked copy
+        # would wait on forever. Workers are forked from a fresh server that has the imports.
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["radio_clean.tasks._forkserver"])
         self._tasks = [context.Queue() for _ in range(count)]
         self._results = context.Queue()
         self._processes = [
-            context.Process(target=_worker_main, args=(tasks, self._results, butler_config), daemon=True)
+            context.Process(
+                target=_worker_main, args=(tasks, self._results, butler_config, os.getpid()), daemon=True
+            )
             for tasks in self._tasks
         ]
         for process in self._processes:
@@ -291,7 +302,13 @@ class _WorkerPool:
             self._tasks[worker].put((graph_path, quantum_ids))
         outcomes: dict[uuid.UUID, str | None] = {}
         for _ in work:
-            result = self._results.get()
+            while True:
+                try:
+                    result = self._results.get(timeout=1.0)
+                    break
+                except queue.Empty:
+                    if dead := [p.exitcode for p in self._processes if not p.is_alive()]:
+                        raise LoopError(f"A worker process ended unexpectedly (exit codes {dead}).") from None
             if isinstance(result, str):
                 raise LoopError(f"A worker process failed: {result}")
             outcomes.update(result)
@@ -306,9 +323,18 @@ class _WorkerPool:
                 process.terminate()
 
 
-def _worker_main(tasks, results, butler_config: ButlerConfig) -> None:
+def _worker_main(tasks, results, butler_config: ButlerConfig, loop_pid: int) -> None:
     memo = DatasetMemo()
-    while (task := tasks.get()) is not None:
+    while True:
+        try:
+            task = tasks.get(timeout=1.0)
+        except queue.Empty:
+            if not _alive(loop_pid):
+                # The loop's process is gone (killed): nobody will read what this one makes.
+                return
+            continue
+        if task is None:
+            return
         graph_path, quantum_ids = task
         try:
             graph = PredictedQuantumGraph.read_execution_quanta(graph_path, quantum_ids)
@@ -318,6 +344,14 @@ def _worker_main(tasks, results, butler_config: ButlerConfig) -> None:
             memo.next_step()
         except BaseException:
             results.put(traceback.format_exc())
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def _constant_dataset_types(graph: PredictedQuantumGraph) -> list[str]:
@@ -353,6 +387,9 @@ class CleanLoop:
     config_overrides : `~collections.abc.Sequence` [`tuple` [`str`, `str`, `str`]], optional
         ``(label, name, value)`` config overrides, as ``pipetask -c
         label:name=value``; label ``parameters`` sets pipeline parameters.
+    bps_submit : `str`, optional
+        A bps submit file: run each step as a ``bps submit`` of the step's
+        pipeline instead of in this process.
     """
 
     def __init__(
@@ -366,6 +403,7 @@ class CleanLoop:
         bind: Mapping[str, Any] | None = None,
         jobs: int = 1,
         config_overrides: Sequence[tuple[str, str, str]] = (),
+        bps_submit: str | None = None,
     ) -> None:
         self.repo = repo
         self.pipeline_uri = pipeline_uri
@@ -375,6 +413,7 @@ class CleanLoop:
         self.bind = dict(bind or {})
         self.jobs = max(1, jobs)
         self.config_overrides = list(config_overrides)
+        self.bps_submit = os.path.abspath(bps_submit) if bps_submit else None
         self.graph_seconds = 0.0
         self._butler_config = ButlerConfig(repo)
         self._pipelines: dict[str, Pipeline] = {}
@@ -488,10 +527,7 @@ class CleanLoop:
                         )
                     pipeline.addConfigOverride(label, name, value)
                 self._pipelines[step.subset] = pipeline
-            pipeline = Pipeline.fromPipeline(self._pipelines[step.subset])
-            pipeline.addConfigOverride("parameters", "major_cycle", f"c{step.major_cycle}")
-            pipeline.addConfigOverride("parameters", "minor_cycle", f"c{step.minor_cycle}")
-            return pipeline.to_graph()
+            return self._step_pipeline(step).to_graph()
         except (
             OSError,
             LookupError,
@@ -505,6 +541,16 @@ class CleanLoop:
                 f"Pipeline {self.pipeline_uri} (subset {step.subset}) cannot be used with these settings: "
                 f"{reason}."
             ) from None
+
+    def _step_pipeline(self, step: _Step) -> Pipeline:
+        pipeline = Pipeline.fromPipeline(self._pipelines[step.subset])
+        pipeline.addConfigOverride("parameters", "major_cycle", f"c{step.major_cycle}")
+        pipeline.addConfigOverride("parameters", "minor_cycle", f"c{step.minor_cycle}")
+        return pipeline
+
+    @functools.cached_property
+    def _image_type(self) -> str:
+        return self._summary_prefix + "image"
 
     def _run_step(
         self,
@@ -520,6 +566,8 @@ class CleanLoop:
 
         Returns the chains that ran the step without failing.
         """
+        if self.bps_submit is not None:
+            return self._submit_step(butler, step, chains, failed)
         started = time.perf_counter()
         pipeline_graph = self._pipeline_graph(step)
         where, bind = self._chain_query(chains)
@@ -546,13 +594,20 @@ class CleanLoop:
         self.graph_seconds += time.perf_counter() - started
         all_chains = {_chain_key(graph.quantum_only_xgraph.nodes[q]["data_id"]) for q in quantum_ids}
         if chains is None and not quantum_ids:
-            # Nothing to do: either the start step is done (resume) or the query matched nothing.
-            return self._chains_with(butler, "summary_c1")
+            # Nothing to do: the start step is done (a resumed run), or the query matched nothing.
+            done = self._chains_with(butler, self._summary_type(1))
+            if not done:
+                raise LoopError(
+                    f"Nothing to image: no field and band of the data query ({self.where or 'everything'}) "
+                    f"has visibilities in {', '.join(self.inputs)}."
+                )
+            return done
         if quantum_ids:
             self._remove_orphans(butler, graph)
+            quanta = graph.build_execution_quanta()
             by_chain: dict[tuple, list[uuid.UUID]] = {}
-            for quantum_id, quantum in graph.build_execution_quanta().items():
-                by_chain.setdefault(_chain_key(quantum.dataId), []).append(quantum_id)
+            for quantum_id in quantum_ids:  # in the order they must run
+                by_chain.setdefault(_chain_key(quanta[quantum_id].dataId), []).append(quantum_id)
             with _step_butler(graph, quantum_ids, self._butler_config) as qbb:
                 self._initialize_run(qbb, graph, step)
                 if pool is None:
@@ -563,13 +618,57 @@ class CleanLoop:
                     graph_path = os.path.join(scratch, f"{os.path.basename(step.run)}.qg")
                     components.write(graph_path)
                     outcomes = pool.run(graph_path, by_chain)
-                self._register(butler, qbb, graph, outcomes)
+                self._register(butler, qbb, graph, outcomes, written_here=pool is None)
             for chain, ids in by_chain.items():
                 errors = [outcomes[q] for q in ids if outcomes.get(q)]
                 if errors:
                     failed[chain] = errors[0]
         ran = sorted(all_chains if chains is None else set(chains), key=str)
         return [chain for chain in ran if chain not in failed]
+
+    def _submit_step(
+        self, butler: Butler, step: _Step, chains: Sequence[tuple] | None, failed: dict[tuple, str]
+    ) -> list[tuple]:
+        """Run one step as a bps submission; return the chains that made its outputs."""
+        directory = tempfile.mkdtemp(prefix="radio_clean-bps-")
+        try:
+            # The step's pipeline with every setting in it, so that bps needs no -c options.
+            pipeline_path = os.path.join(directory, f"{os.path.basename(step.run)}.yaml")
+            self._step_pipeline(step).write_to_uri(pipeline_path)
+            where = self._literal_chain_query(chains)
+            command = [
+                os.path.join(os.path.dirname(sys.executable), "bps"), "submit", self.bps_submit,
+                "-b", self.repo, "-i", ",".join(self.inputs), "-o", self.output, "--output-run", step.run,
+                "-p", pipeline_path, "-d", where,
+            ]  # fmt: skip
+            _log.info("Step %s: %s", os.path.basename(step.run), shlex.join(command))
+            returncode = subprocess.run(command).returncode
+        finally:
+            shutil.rmtree(directory, ignore_errors=True)
+        butler.registry.refresh()
+        product = self._summary_type(step.minor_cycle) if step.subset != "finish" else self._image_type
+        made = set(self._chains_with(butler, product, collections=[step.run]))
+        expected = made if chains is None else set(chains)
+        for chain in expected - made:
+            failed[chain] = (
+                f"bps step {step.run} made no {product} for {_describe(chain)} (bps submit exit code "
+                f"{returncode}; the job logs are under its submit directory)"
+            )
+        if chains is None and not made:
+            raise LoopError(
+                f"bps submit of {step.run} made nothing (exit code {returncode}); its log above says why."
+            )
+        return sorted(made & expected, key=str)
+
+    def _literal_chain_query(self, chains: Sequence[tuple] | None) -> str:
+        # bps takes a data query without bind values: write them into the query.
+        where, bind = self._chain_query(chains)
+        for key in sorted(bind, key=len, reverse=True):
+            value = bind[key]
+            where = re.sub(
+                rf"\b{re.escape(key)}\b", repr(value) if isinstance(value, str) else str(value), where
+            )
+        return where
 
     def _chain_query(self, chains: Sequence[tuple] | None) -> tuple[str, dict[str, Any]]:
         if chains is None:
@@ -586,24 +685,35 @@ class CleanLoop:
         where = " OR ".join(terms)
         return (f"({self.where}) AND ({where})" if self.where else where), bind
 
-    def _chains_with(self, butler: Butler, dataset_type: str) -> list[tuple]:
+    def _chains_with(
+        self, butler: Butler, dataset_type: str, collections: Sequence[str] | None = None
+    ) -> list[tuple]:
         refs = butler.query_datasets(
-            dataset_type, collections=self.output, where=self.where, bind=self.bind, explain=False
+            dataset_type,
+            collections=collections or [self.output],
+            where=self.where,
+            bind=self.bind,
+            explain=False,
         )
         return sorted({_chain_key(ref.dataId) for ref in refs}, key=str)
 
     def _summaries(self, butler: Butler, chains: Sequence[tuple], cycle: int) -> dict[tuple, dict[str, Any]]:
-        summaries = {}
-        for chain in chains:
-            data_id = dict(chain)
-            summary_type = self._summary_type(butler, data_id, cycle)
-            summaries[chain] = butler.get(summary_type, data_id, collections=self.output)
-        return summaries
+        summary_type = self._summary_type(cycle)
+        return {chain: butler.get(summary_type, dict(chain), collections=self.output) for chain in chains}
 
-    @staticmethod
-    def _summary_type(butler: Butler, data_id: Mapping[str, Any], cycle: int) -> str:
-        prefix = "cube_" if "channel_chunk" in data_id else ""
-        return f"{prefix}summary_c{cycle}"
+    @functools.cached_property
+    def _summary_prefix(self) -> str:
+        graph = self._pipeline_graph(_Step("start", "", 0, 1))
+        (name,) = {
+            task.outputs["summary"].dataset_type_name
+            for task in graph.tasks.values()
+            if "summary" in task.outputs
+        }
+        return name.removesuffix("summary_c1")
+
+    def _summary_type(self, cycle: int) -> str:
+        """Dataset type of the iteration summary of minor cycle ``cycle`` (``cube_summary_c3`` for chunks)."""
+        return f"{self._summary_prefix}summary_c{cycle}"
 
     def _remove_orphans(self, butler: Butler, graph: PredictedQuantumGraph) -> None:
         # A step killed part-way leaves files it wrote but never registered; the datastore will
@@ -623,12 +733,14 @@ class CleanLoop:
             graph.write_packages(qbb, compare_existing=True)
         graph.write_init_outputs(qbb, skip_existing=True)
 
-    @staticmethod
     def _register(
+        self,
         butler: Butler,
         qbb: QuantumBackedButler,
         graph: PredictedQuantumGraph,
         outcomes: Mapping[uuid.UUID, str | None],
+        *,
+        written_here: bool,
     ) -> None:
         # Outputs of a failed quantum stay unregistered; a resumed run removes and remakes them.
         refs = [ref for ref in _init_outputs(graph) if butler.get_dataset(ref.id) is None]
@@ -636,8 +748,26 @@ class CleanLoop:
         for quantum in quanta.values():
             for output_refs in quantum.outputs.values():
                 refs.extend(output_refs)
-        stored = [ref for ref, exists in qbb.stored_many(refs).items() if exists]
-        butler.transfer_from(qbb, stored, transfer="auto", skip_missing=True)
+        if written_here:
+            source = qbb
+        else:
+            # Worker processes wrote these; a butler that reads them finds them by their paths.
+            source = QuantumBackedButler.from_predicted(
+                config=self._butler_config,
+                predicted_inputs=[ref.id for ref in refs],
+                predicted_outputs=[],
+                dimensions=butler.dimensions,
+                datastore_records={},
+                dataset_types={
+                    node.name: node.dataset_type for node in graph.pipeline_graph.dataset_types.values()
+                },
+            )
+        try:
+            # skip_missing: outputs a task did not make (an empty auto-multithresh state...).
+            butler.transfer_from(source, refs, transfer="auto", skip_missing=True)
+        finally:
+            if source is not qbb:
+                source.close()
 
 
 def _describe(chain: tuple) -> str:
