@@ -5,9 +5,10 @@ from __future__ import annotations
 import math
 import os
 import shutil
+import uuid
 
 # radio_clean sets up casatools for offline use; it must be imported before casatools.
-import radio_clean  # noqa: F401
+import radio_clean.image
 
 # isort: split
 import casatools
@@ -16,7 +17,7 @@ import pytest
 from astropy.io import fits
 from astropy.io.fits.hdu.image import _ImageBaseHDU
 from astropy.wcs import WCS
-from lsst.daf.butler import DatasetType
+from lsst.daf.butler import DatasetProvenance, DatasetType
 
 from radio_clean.casa import CasaError, read_casa_image, write_casa_image
 from radio_clean.image import STOKES_CODES, Beam, PlaneBeams, RadioImage, make_image_wcs
@@ -274,8 +275,75 @@ def test_fits_file_has_the_standard_and_casa_layout(image, tmp_path):
         assert hdus[-1].name == ("PROVENANCE" if image.provenance else "PRIMARY")
 
 
+class _RecordingFile:
+    """A file that records the (offset, length) of every read."""
+
+    def __init__(self, stream, reads):
+        self._stream, self._reads = stream, reads
+
+    def read(self, size=-1):
+        offset = self._stream.tell()
+        data = self._stream.read(size)
+        self._reads.append((offset, len(data)))
+        return data
+
+    def readinto(self, buffer):
+        offset = self._stream.tell()
+        n_read = self._stream.readinto(buffer)
+        self._reads.append((offset, n_read))
+        return n_read
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self._stream.close()
+
+
 def test_channel_range_read_reads_only_those_planes(tmp_path, monkeypatch):
     """A channel-range read takes only those planes from the file, with the right frequencies."""
+    cube = _cube_image()
+    path = str(tmp_path / "cube.fits")
+    cube.to_fits(path)
+    reads = []
+    monkeypatch.setattr(
+        radio_clean.image,
+        "open",
+        lambda *args, **kwargs: _RecordingFile(open(*args, **kwargs), reads),
+        raising=False,
+    )
+    part = RadioImage.from_fits(path, channels=(2, 5))
+    monkeypatch.undo()
+
+    # Bytes of each (Stokes, channel) plane in the file: channels 2-4 are read, no other plane is.
+    data_start = len(fits.getheader(path).tostring())
+    plane_bytes = 12 * 10 * 4
+    read_bytes = np.zeros(os.path.getsize(path), dtype=bool)
+    for offset, length in reads:
+        read_bytes[offset : offset + length] = True
+    for stokes in range(2):
+        for chan in range(6):
+            start = data_start + (stokes * 6 + chan) * plane_bytes
+            assert read_bytes[start : start + plane_bytes].all() == (2 <= chan < 5)
+            assert read_bytes[start : start + plane_bytes].any() == (2 <= chan < 5)
+
+    _assert_same_bits(part.pixels, cube.pixels[:, 2:5])
+    np.testing.assert_array_equal(part.frequencies, cube.frequencies[2:5])
+    assert part.restoring_beam == cube.restoring_beam.channel_slice(2, 5)
+    assert part.differences(cube.channel_slice(2, 5)) == []
+    assert RadioImage.from_fits(path, channels=slice(2, 5)).differences(part) == []
+    last_two = RadioImage.from_fits(path, channels=slice(-2, None))
+    np.testing.assert_array_equal(last_two.frequencies, cube.frequencies[4:])
+    for bad in [(5, 2), (0, 99 + 1j), slice(0, 4, 2)]:
+        with pytest.raises(ValueError):
+            RadioImage.from_fits(path, channels=bad)
+
+
+def test_astropy_reader_reads_only_those_planes(tmp_path, monkeypatch):
+    """The astropy reader (for files in another layout) also reads only the requested planes."""
     cube = _cube_image()
     path = str(tmp_path / "cube.fits")
     cube.to_fits(path)
@@ -291,20 +359,62 @@ def test_channel_range_read_reads_only_those_planes(tmp_path, monkeypatch):
 
     monkeypatch.setattr(_ImageBaseHDU, "_get_scaled_image_data", counting_read)
     monkeypatch.setattr(_ImageBaseHDU, "data", property(no_whole_array))
-    part = RadioImage.from_fits(path, channels=(2, 5))
+    part = radio_clean.image._read_fits_with_astropy(path, (2, 5))
     monkeypatch.undo()
 
     assert sum(elements_read) == 2 * 3 * 12 * 10
-    _assert_same_bits(part.pixels, cube.pixels[:, 2:5])
-    np.testing.assert_array_equal(part.frequencies, cube.frequencies[2:5])
-    assert part.restoring_beam == cube.restoring_beam.channel_slice(2, 5)
-    assert part.differences(cube.channel_slice(2, 5)) == []
-    assert RadioImage.from_fits(path, channels=slice(2, 5)).differences(part) == []
-    last_two = RadioImage.from_fits(path, channels=slice(-2, None))
-    np.testing.assert_array_equal(last_two.frequencies, cube.frequencies[4:])
-    for bad in [(5, 2), (0, 99 + 1j), slice(0, 4, 2)]:
-        with pytest.raises(ValueError):
-            RadioImage.from_fits(path, channels=bad)
+    assert part.differences(RadioImage.from_fits(path, channels=(2, 5))) == []
+
+
+def test_fits_writer_writes_what_astropy_writes(image, tmp_path):
+    """to_fits writes, byte for byte, the file astropy writes from the image's HDUs."""
+    variants = [image, image.replace(provenance={}), image.replace(brightness_unit="")]
+    if image.n_chan > 2:
+        variants.append(image.channel_slice(1, 3))
+    variants.append(image.replace(provenance={**image.provenance, "trailing blanks  ": "x", "b c": 1.5}))
+    if isinstance(image.restoring_beam, Beam):  # 0.0 and -0.0 are equal but written differently
+        variants += [image.replace(restoring_beam=Beam(3.0, 2.0, pa)) for pa in (0.0, -0.0)]
+    for number, variant in enumerate(variants):
+        ours, theirs = tmp_path / f"ours{number}.fits", tmp_path / f"astropy{number}.fits"
+        variant.to_fits(str(ours))
+        radio_clean.image._image_to_hdus(variant).writeto(str(theirs))
+        assert ours.read_bytes() == theirs.read_bytes()
+
+
+def test_fits_reader_reads_what_astropy_reads(image, tmp_path):
+    """The direct reader and the astropy reader give the same image, for every file layout."""
+    path = str(tmp_path / "image.fits")
+    # A unit long enough for CONTINUE cards: such files are read by astropy.
+    long_unit = image.replace(brightness_unit="Jy/beam per channel " * 5 + "x")
+    for variant in (image, long_unit):
+        variant.to_fits(path, overwrite=True)
+        ours, theirs = RadioImage.from_fits(path), radio_clean.image._read_fits_with_astropy(path, None)
+        assert ours.differences(theirs) == [] and ours.differences(variant) == []
+        assert ours.wcs.to_header_string(relax=True) == theirs.wcs.to_header_string(relax=True)
+        assert [type(value) for value in ours.provenance.values()] == [
+            type(value) for value in theirs.provenance.values()
+        ]
+    # Another HDU after ours (e.g. added by some other program) is skipped by both.
+    image.to_fits(path, overwrite=True)
+    with fits.open(path, mode="append") as hdus:
+        hdus.append(fits.ImageHDU(np.ones((3, 5), dtype=np.int16), name="EXTRA"))
+    assert RadioImage.from_fits(path).differences(image) == []
+
+
+def test_images_do_not_share_coordinates(tmp_path):
+    """Changing one image's WCS changes no other image, made or read from the same WCS."""
+    cube = _cube_image()
+    path = str(tmp_path / "cube.fits")
+    cube.to_fits(path)
+    first, second = RadioImage.from_fits(path), RadioImage.from_fits(path)
+    copy = cube.replace(provenance={})
+    for changed in (first, copy):
+        changed.wcs.wcs.crval[0] += 1.0
+        changed.wcs.wcs.set()
+    assert second.differences(cube) == []
+    assert RadioImage.from_fits(path).differences(cube) == []
+    assert cube.replace(provenance={}).differences(cube, compare_provenance=False) == []
+    assert first.wcs.wcs.crval[0] == cube.wcs.wcs.crval[0] + 1.0
 
 
 def test_casa_importfits_reads_the_fits(image, tmp_path):
@@ -481,10 +591,9 @@ def test_read_casa_image_of_a_tclean_product(tclean_image, tmp_path):
 # -- Butler ----------------------------------------------------------------------------------------
 
 
-def test_butler_round_trip(tmp_path):
-    """put/get through a radio_clean repository, with a channel-range get and the file URI."""
-    cube = _cube_image()
-    butler = create_repo(str(tmp_path / "repo"))
+def _repo_with_image_type(root):
+    """A new radio_clean repository with a ``test_image`` dataset type and one data ID's records."""
+    butler = create_repo(root)
     dataset_type = DatasetType(
         "test_image", {"instrument", "field", "band"}, "RadioImage", universe=butler.dimensions
     )
@@ -505,9 +614,19 @@ def test_butler_round_trip(tmp_path):
             "freq_frame": "TOPO",
         },
     )
+    return butler
+
+
+_DATA_ID = {"instrument": "VLA", "field": "3C273", "band": "8085MHz-1ch"}
+
+
+def test_butler_round_trip(tmp_path):
+    """put/get through a radio_clean repository, with a channel-range get and the file URI."""
+    cube = _cube_image()
+    butler = _repo_with_image_type(str(tmp_path / "repo"))
     run = "test/run"
     butler.registry.registerRun(run)
-    data_id = {"instrument": "VLA", "field": "3C273", "band": "8085MHz-1ch"}
+    data_id = _DATA_ID
     ref = butler.put(cube, "test_image", data_id, run=run)
 
     got = butler.get("test_image", data_id, collections=run)
@@ -534,4 +653,44 @@ def test_butler_round_trip(tmp_path):
         assert wcs.wcs.crval[2] == cube.wcs.wcs.crval[2]
         assert wcs.wcs.specsys == "TOPOCENT"
         _assert_same_bits(hdus[0].data.astype(np.float32), cube.pixels)
+    butler.close()
+
+
+def test_butler_round_trip_is_exact(image, tmp_path):
+    """A Butler put and get keeps pixels, WCS, beam(s) and provenance exactly, and so does a re-put."""
+    butler = _repo_with_image_type(str(tmp_path / "repo"))
+    for run in ("inputs", "first", "second"):
+        butler.registry.registerRun(run)
+    # Provenance as a quantum gives it: its id and its inputs.
+    provenance = DatasetProvenance(quantum_id=uuid.uuid4())
+    provenance.add_input(butler.put(image.replace(provenance={}), "test_image", _DATA_ID, run="inputs"))
+    ref = butler.put(image, "test_image", _DATA_ID, run="first", provenance=provenance)
+    got = butler.get("test_image", _DATA_ID, collections="first")
+
+    _assert_same_bits(got.pixels, image.pixels)
+    assert got.wcs.to_header_string(relax=True) == image.wcs.to_header_string(relax=True)
+    assert got.differences(image, compare_provenance=False) == []
+    if isinstance(image.restoring_beam, PlaneBeams):
+        for name in ("major_arcsec", "minor_arcsec", "pa_deg"):
+            _assert_same_bits(getattr(got.restoring_beam, name), getattr(image.restoring_beam, name))
+    else:
+        assert got.restoring_beam == image.restoring_beam
+    expected = {
+        **image.provenance,
+        **provenance.to_flat_dict(ref, prefix="LSST.BUTLER", sep=".", simple_types=True),
+    }
+    assert got.provenance == expected
+    assert {key: type(value) for key, value in got.provenance.items()} == {
+        key: type(value) for key, value in expected.items()
+    }
+    assert got.provenance["LSST.BUTLER.QUANTUM"] == str(provenance.quantum_id)
+    assert "LSST.BUTLER.INPUT.0.ID" in got.provenance
+
+    # Putting what was got replaces the Butler's entries instead of piling them up.
+    again = butler.put(got, "test_image", _DATA_ID, run="second")
+    second = butler.get("test_image", _DATA_ID, collections="second")
+    _assert_same_bits(second.pixels, image.pixels)
+    assert second.differences(image, compare_provenance=False) == []
+    butler_entries = DatasetProvenance().to_flat_dict(again, prefix="LSST.BUTLER", sep=".", simple_types=True)
+    assert second.provenance == {**image.provenance, **butler_entries}
     butler.close()

@@ -68,7 +68,7 @@ from typing import Any, ClassVar
 import numpy as np
 from lsst.daf.butler import FormatterV2
 from lsst.resources import ResourcePath
-from scipy import ndimage, signal, special
+from scipy import ndimage, special
 
 _log = logging.getLogger(__name__)
 
@@ -517,6 +517,8 @@ def smooth_and_cut(
     y0, y1 = max(rows[0] - half, 0), min(rows[-1] + half + 1, mask.shape[0])
     x0, x1 = max(cols[0] - half, 0), min(cols[-1] + half + 1, mask.shape[1])
     box = mask[y0:y1, x0:x1].astype(np.float32)
+    from scipy import signal  # ~0.2 s to import; only the smoothing step needs it
+
     smoothed = signal.fftconvolve(box, kernel.astype(np.float32), mode="same")
     cut = np.float32(cutthreshold) * np.float32(smoothed.max())
     out = np.zeros(mask.shape, dtype=bool)

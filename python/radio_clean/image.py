@@ -18,6 +18,13 @@ On disk (`RadioImageFitsFormatter`) an image is one FITS file:
   entry, columns KEY and VALUE, the value JSON-encoded so that its type
   (str, int, float, bool) survives exactly. CASA ignores this table; it must
   come after ``BEAMS`` (CASA's reader aborts the process otherwise).
+
+Every task reads and writes several images, so this I/O is kept cheap: the
+file is written byte for byte as astropy would write it but without astropy
+HDUs, and read back with plain reads (only the requested channels), falling
+back to astropy for any file not in this layout. WCSs, which take about a
+millisecond of Python to build from a header, are built once per distinct
+header and copied.
 """
 
 from __future__ import annotations
@@ -34,8 +41,13 @@ __all__ = [
     "write_fits_from_channel_pieces",
 ]
 
+import copy
+import functools
 import json
 import math
+import os
+import re
+import sys
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import astuple, dataclass
@@ -43,7 +55,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 from astropy.io import fits
-from astropy.wcs import WCS, WCSHDO_P17, FITSFixedWarning, WCSHDO_safe
+from astropy.wcs import WCS, WCSHDO_P14, WCSHDO_P17, FITSFixedWarning, WCSHDO_safe
 from lsst.daf.butler import DatasetProvenance, FormatterV2
 from lsst.resources import ResourcePath
 
@@ -76,6 +88,9 @@ _KNOWN_SPECSYS = frozenset(FITS_SPECSYS_FROM_CASA.values())
 
 # wcslib writes 12-14 significant digits by default; 17 makes the FITS round trip exact.
 _WCS_HEADER_FLAGS = WCSHDO_P17 | WCSHDO_safe
+# What `WCS.to_header` asks wcslib for when given _WCS_HEADER_FLAGS (it adds WCSHDO_P14): the text
+# wcslib writes with these flags is all that WCS.to_header(relax=_WCS_HEADER_FLAGS) is made of.
+_WCSLIB_HEADER_FLAGS = WCSHDO_P14 | _WCS_HEADER_FLAGS
 
 # A card in the primary header saying which layout of this file the reader is looking at.
 _LAYOUT_KEYWORD = "RCLAYOUT"
@@ -260,16 +275,75 @@ class PlaneBeams:
 RestoringBeam = Beam | PlaneBeams | None
 
 
+class _Memo:
+    """A small first-in-first-out memo of values that are expensive to make and never handed out.
+
+    Building an astropy `WCS` from a header costs about a millisecond of
+    Python (card formatting and verification); a `deepcopy` of one costs
+    tens of microseconds. Every image of a run has one of a few WCSs, so
+    the WCSs and header texts made from them are kept here, keyed by text
+    that determines them completely, and callers get copies. Plain dict
+    operations keep it safe to share between threads and across fork.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._values: dict[Any, Any] = {}
+
+    def get(self, key: Any) -> Any:
+        return self._values.get(key) if key is not None else None
+
+    def put(self, key: Any, value: Any) -> None:
+        if key is None:
+            return
+        self._values[key] = value
+        while len(self._values) > self._size:
+            try:
+                del self._values[next(iter(self._values))]
+            except (KeyError, RuntimeError, StopIteration):  # another thread got there first
+                break
+
+
+_NORMALIZED_WCS = _Memo(128)
+_WCS_HEADER_TEXT = _Memo(128)
+_FILE_WCS = _Memo(128)
+
+
+def _wcs_key(wcs: WCS) -> str | None:
+    """Return the text that determines ``wcs.to_header(relax=_WCS_HEADER_FLAGS)``, or `None`.
+
+    That is wcslib's own header text (about 10 microseconds, against about
+    100 for `WCS.to_header`, which parses it into a `fits.Header`). `None`
+    if the WCS has SIP distortion (`WCS.to_header` adds cards of its own).
+    """
+    if wcs.wcs is None or wcs.sip is not None:
+        return None
+    try:
+        return wcs.wcs.to_header(_WCSLIB_HEADER_FLAGS)
+    except Exception:  # let the slow path raise whatever it raises
+        return None
+
+
+def _normalize_wcs_uncached(wcs: WCS) -> WCS:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FITSFixedWarning)
+        return WCS(wcs.to_header(relax=_WCS_HEADER_FLAGS))
+
+
 def _normalized_wcs(wcs: WCS) -> WCS:
     """Return a copy of ``wcs`` as it reads back from its own full-precision header.
 
     This makes every `RadioImage` hold the WCS a FITS round trip gives
     (wcslib's fixes applied, e.g. OBSGEO-L/B/H derived from OBSGEO-X/Y/Z),
-    so that images compare equal before and after one.
+    so that images compare equal before and after one. The result depends
+    only on the header text, so it is made once per distinct text and copied.
     """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FITSFixedWarning)
-        return WCS(wcs.to_header(relax=_WCS_HEADER_FLAGS))
+    key = _wcs_key(wcs)
+    normalized = _NORMALIZED_WCS.get(key)
+    if normalized is None:
+        normalized = _normalize_wcs_uncached(wcs)
+        _NORMALIZED_WCS.put(key, normalized)
+    return normalized.deepcopy()
 
 
 def _stokes_names_from_wcs(wcs: WCS, n_stokes: int) -> tuple[str, ...]:
@@ -499,6 +573,16 @@ class RadioImage:
         wcs = arguments.pop("wcs")
         return RadioImage(pixels, wcs, **arguments)
 
+    def _with_provenance(self, provenance: Mapping[str, ProvenanceValue]) -> RadioImage:
+        """Return ``replace(provenance=provenance)`` without redoing the checks of the other parts.
+
+        Pixels and beams are shared (as `replace` shares pixels), the WCS is copied.
+        """
+        image = copy.copy(self)
+        image.wcs = self.wcs.deepcopy()
+        image.provenance = _check_provenance(provenance)
+        return image
+
     def channel_slice(self, start: int, stop: int) -> RadioImage:
         """Return channels ``start`` to ``stop - 1`` as an image of their own.
 
@@ -638,7 +722,7 @@ class RadioImage:
         overwrite : `bool`, optional
             Whether an existing file may be replaced.
         """
-        _image_to_hdus(self).writeto(path, overwrite=overwrite)
+        _write_fits(self, path, overwrite=overwrite)
 
     @classmethod
     def from_fits(cls, path: str, *, channels: tuple[int, int] | slice | None = None) -> RadioImage:
@@ -815,66 +899,503 @@ def _float_card(keyword: str, value: float, comment: str) -> fits.Card:
 
 
 # -- FITS writing and reading ----------------------------------------------------------------------
+#
+# `_image_to_hdus` says what a file holds, as astropy HDUs; `_write_fits` writes the very same bytes
+# without them (astropy's writeto verifies every card and byte-swaps the pixels in place and back,
+# and building the binary tables costs more than writing them). `_read_fits` reads files in the
+# layout it writes with plain reads; anything else (another writer's file, scaled pixels, other
+# column formats, a truncated file) goes to `_read_fits_with_astropy`, the reader of record.
+
+_END_CARD = "END" + " " * 77
+_CARD_LENGTH = 80
+_PIXEL_CHUNK = 1 << 20  # pixels byte-swapped per write: 4 MB of buffer whatever the image size
+_BEAM_KEYWORDS = ("BMAJ    ", "BMIN    ", "BPA     ")
+_TABLE_FORMAT = re.compile(r"\s*(\d*)([EJA])\s*")
+_TABLE_DTYPES = {"E": ">f4", "J": ">i4"}
+
+
+def _beam_key(beam: RestoringBeam) -> tuple:
+    """What the primary header says about a beam, as a hashable key.
+
+    Values are kept as `float.hex` text: 0.0 and -0.0 are equal (and hash
+    alike) as floats, but are written differently.
+    """
+    if isinstance(beam, Beam):
+        return ("one", *(value.hex() for value in astuple(beam)))
+    return ("planes",) if isinstance(beam, PlaneBeams) else ()
+
+
+def _image_cards(brightness_unit: str, beam_key: tuple) -> list[fits.Card]:
+    """The primary header cards that follow the WCS: unit, beam, layout, origin."""
+    cards = [fits.Card("BUNIT", brightness_unit, "Brightness (pixel) unit")]
+    if beam_key[:1] == ("one",):
+        major_arcsec, minor_arcsec, pa_deg = (float.fromhex(value) for value in beam_key[1:])
+        for keyword, arcsec, comment in (
+            ("BMAJ", major_arcsec, "[deg] Restoring beam major axis FWHM"),
+            ("BMIN", minor_arcsec, "[deg] Restoring beam minor axis FWHM"),
+        ):
+            cards.append(_float_card(keyword, _degrees_reading_back_as(arcsec), comment))
+        cards.append(_float_card("BPA", pa_deg, "[deg] Restoring beam position angle"))
+    elif beam_key == ("planes",):
+        cards.append(fits.Card("CASAMBM", True, "CASA multiple BEAMS table present"))
+    cards.append(fits.Card(_LAYOUT_KEYWORD, _LAYOUT_VERSION, "radio_clean RadioImage FITS layout version"))
+    cards.append(fits.Card("ORIGIN", "radio_clean"))
+    return cards
 
 
 def _image_to_hdus(image: RadioImage) -> fits.HDUList:
     header = fits.Header()
     header.extend(image.wcs.to_header(relax=_WCS_HEADER_FLAGS), update=True)
-    header["BUNIT"] = (image.brightness_unit, "Brightness (pixel) unit")
-    beam = image.restoring_beam
-    if isinstance(beam, Beam):
-        for keyword, arcsec, comment in (
-            ("BMAJ", beam.major_arcsec, "[deg] Restoring beam major axis FWHM"),
-            ("BMIN", beam.minor_arcsec, "[deg] Restoring beam minor axis FWHM"),
-        ):
-            header.append(_float_card(keyword, _degrees_reading_back_as(arcsec), comment))
-        header.append(_float_card("BPA", beam.pa_deg, "[deg] Restoring beam position angle"))
-    elif isinstance(beam, PlaneBeams):
-        header["CASAMBM"] = (True, "CASA multiple BEAMS table present")
-    header[_LAYOUT_KEYWORD] = (_LAYOUT_VERSION, "radio_clean RadioImage FITS layout version")
-    header["ORIGIN"] = "radio_clean"
+    for card in _image_cards(image.brightness_unit, _beam_key(image.restoring_beam)):
+        header.append(card)
     hdus = fits.HDUList([fits.PrimaryHDU(data=image.pixels, header=header)])
-    if isinstance(beam, PlaneBeams):
-        hdus.append(_beams_table(beam))
+    if isinstance(image.restoring_beam, PlaneBeams):
+        hdus.append(_beams_table(image.restoring_beam))
     if image.provenance:
         hdus.append(_provenance_table(image.provenance))
     return hdus
 
 
-def _beams_table(beams: PlaneBeams) -> fits.BinTableHDU:
-    # CASA's order: channel varies fastest, then polarization.
+def _beams_columns(beams: PlaneBeams) -> list[tuple[str, str, str | None, np.ndarray]]:
+    """BEAMS table columns (name, TFORM, unit, values) in CASA's order: channel fastest, then pol."""
     chan, pol = np.meshgrid(np.arange(beams.n_chan), np.arange(beams.n_stokes), indexing="xy")
-    columns = [
-        fits.Column(name="BMAJ", format="1E", unit="arcsec", array=beams.major_arcsec.T.ravel()),
-        fits.Column(name="BMIN", format="1E", unit="arcsec", array=beams.minor_arcsec.T.ravel()),
-        fits.Column(name="BPA", format="1E", unit="deg", array=beams.pa_deg.T.ravel()),
-        fits.Column(name="CHAN", format="1J", array=chan.ravel().astype(np.int32)),
-        fits.Column(name="POL", format="1J", array=pol.ravel().astype(np.int32)),
+    return [
+        ("BMAJ", "1E", "arcsec", beams.major_arcsec.T.ravel()),
+        ("BMIN", "1E", "arcsec", beams.minor_arcsec.T.ravel()),
+        ("BPA", "1E", "deg", beams.pa_deg.T.ravel()),
+        ("CHAN", "1J", None, chan.ravel().astype(np.int32)),
+        ("POL", "1J", None, pol.ravel().astype(np.int32)),
     ]
-    table = fits.BinTableHDU.from_columns(columns, name=_BEAMS_EXTNAME)
-    table.header["EXTVER"] = 1
-    table.header["NCHAN"] = beams.n_chan
-    table.header["NPOL"] = beams.n_stokes
-    return table
 
 
-def _provenance_table(provenance: Mapping[str, ProvenanceValue]) -> fits.BinTableHDU:
+def _beams_cards(beams: PlaneBeams) -> tuple[tuple[Any, ...], ...]:
+    """Cards after EXTNAME in the BEAMS table, as `fits.Card` arguments."""
+    return (("EXTVER", 1), ("NCHAN", beams.n_chan), ("NPOL", beams.n_stokes))
+
+
+def _provenance_columns(
+    provenance: Mapping[str, ProvenanceValue],
+) -> list[tuple[str, str, str | None, np.ndarray]]:
     keys = list(provenance)
     values = [json.dumps(provenance[key], ensure_ascii=True) for key in keys]
     key_width = max(len(key) for key in keys)
     value_width = max(len(value) for value in values)
+    return [
+        ("KEY", f"{key_width}A", None, np.array(keys)),
+        ("VALUE", f"{value_width}A", None, np.array(values)),
+    ]
+
+
+_PROVENANCE_CARDS = (
+    ("COMMENT", "VALUE is JSON: strings quoted, true/false for bool, ints without a point."),
+)
+
+
+def _beams_table(beams: PlaneBeams) -> fits.BinTableHDU:
+    return _table_hdu(_BEAMS_EXTNAME, _beams_columns(beams), _beams_cards(beams))
+
+
+def _provenance_table(provenance: Mapping[str, ProvenanceValue]) -> fits.BinTableHDU:
+    return _table_hdu(_PROVENANCE_EXTNAME, _provenance_columns(provenance), _PROVENANCE_CARDS)
+
+
+def _table_hdu(
+    name: str,
+    columns: Sequence[tuple[str, str, str | None, np.ndarray]],
+    cards: Sequence[tuple[Any, ...]],
+) -> fits.BinTableHDU:
     table = fits.BinTableHDU.from_columns(
         [
-            fits.Column(name="KEY", format=f"{key_width}A", array=np.array(keys)),
-            fits.Column(name="VALUE", format=f"{value_width}A", array=np.array(values)),
+            fits.Column(name=column, format=tform, unit=unit, array=values)
+            for column, tform, unit, values in columns
         ],
-        name=_PROVENANCE_EXTNAME,
+        name=name,
     )
-    table.header["COMMENT"] = "VALUE is JSON: strings quoted, true/false for bool, ints without a point."
+    for card in cards:
+        table.header.append(fits.Card(*card))
     return table
 
 
+# -- writing without astropy HDUs
+
+
+def _padded(n_bytes: int) -> int:
+    return -(-n_bytes // _FITS_BLOCK) * _FITS_BLOCK
+
+
+def _header_bytes(texts: Iterable[str]) -> bytes:
+    """Join card images into a header: END card, then blanks to a whole FITS block."""
+    text = "".join(texts) + _END_CARD
+    return (text + " " * (_padded(len(text)) - len(text))).encode("ascii")
+
+
+def _wcs_header_text(wcs: WCS) -> str:
+    """The WCS cards of a primary header, as astropy writes them (made once per distinct WCS)."""
+    key = _wcs_key(wcs)
+    text = _WCS_HEADER_TEXT.get(key)
+    if text is None:
+        header = fits.Header()
+        header.extend(wcs.to_header(relax=_WCS_HEADER_FLAGS), update=True)
+        text = header.tostring(sep="", endcard=False, padding=False)
+        _WCS_HEADER_TEXT.put(key, text)
+    return text
+
+
+@functools.lru_cache(maxsize=64)
+def _primary_cards_text(shape: tuple[int, ...], extend: bool) -> str:
+    """The cards astropy's PrimaryHDU puts before the user's header (EXTEND: HDUList.writeto's)."""
+    cards = [
+        fits.Card("SIMPLE", True, "conforms to FITS standard"),
+        fits.Card("BITPIX", -32, "array data type"),
+        fits.Card("NAXIS", len(shape), "number of array dimensions"),
+        *(fits.Card(f"NAXIS{axis}", size) for axis, size in enumerate(reversed(shape), start=1)),
+    ]
+    if extend:
+        cards.append(fits.Card("EXTEND", True))
+    return "".join(card.image for card in cards)
+
+
+@functools.lru_cache(maxsize=256)
+def _image_cards_text(brightness_unit: str, beam_key: tuple) -> str:
+    return "".join(card.image for card in _image_cards(brightness_unit, beam_key))
+
+
+def _primary_header_bytes(image: RadioImage, *, extend: bool) -> bytes:
+    return _header_bytes(
+        [
+            _primary_cards_text(image.shape, extend),
+            _wcs_header_text(image.wcs),
+            _image_cards_text(image.brightness_unit, _beam_key(image.restoring_beam)),
+        ]
+    )
+
+
+@functools.lru_cache(maxsize=256)
+def _table_header_bytes(
+    name: str,
+    formats: tuple[tuple[str, str, str | None], ...],
+    row_bytes: int,
+    n_rows: int,
+    cards: tuple[tuple[Any, ...], ...],
+) -> bytes:
+    """The header of a binary table HDU, as astropy's from_columns + writeto writes it."""
+    header = [
+        fits.Card("XTENSION", "BINTABLE", "binary table extension"),
+        fits.Card("BITPIX", 8, "array data type"),
+        fits.Card("NAXIS", 2, "number of array dimensions"),
+        fits.Card("NAXIS1", row_bytes, "length of dimension 1"),
+        fits.Card("NAXIS2", n_rows, "length of dimension 2"),
+        fits.Card("PCOUNT", 0, "number of group parameters"),
+        fits.Card("GCOUNT", 1, "number of groups"),
+        fits.Card("TFIELDS", len(formats), "number of table fields"),
+    ]
+    for number, (column, tform, unit) in enumerate(formats, start=1):
+        header.append(fits.Card(f"TTYPE{number}", column))
+        header.append(fits.Card(f"TFORM{number}", tform))
+        if unit is not None:
+            header.append(fits.Card(f"TUNIT{number}", unit))
+    header.append(fits.Card("EXTNAME", name, "extension name"))
+    header.extend(fits.Card(*card) for card in cards)
+    return _header_bytes(card.image for card in header)
+
+
+def _table_bytes(
+    name: str,
+    columns: Sequence[tuple[str, str, str | None, np.ndarray]],
+    cards: tuple[tuple[Any, ...], ...],
+) -> bytes:
+    """A binary table HDU, header and data, as astropy's from_columns + writeto writes it."""
+    dtype = np.dtype(
+        [(column, _TABLE_DTYPES.get(tform[-1]) or f"S{int(tform[:-1])}") for column, tform, _, _ in columns]
+    )
+    rows = np.zeros(len(columns[0][3]), dtype=dtype)
+    for column, _, _, values in columns:
+        if dtype[column].kind == "S":
+            # astropy turns trailing blanks into NULs (all but a string's first character).
+            values = [value.rstrip(" ") or value[:1] for value in values.tolist()]
+        rows[column] = values
+    header = _table_header_bytes(
+        name, tuple(column[:3] for column in columns), dtype.itemsize, len(rows), cards
+    )
+    data = rows.tobytes()
+    return header + data + bytes(_padded(len(data)) - len(data))
+
+
+def _write_pixels(stream: Any, pixels: np.ndarray) -> None:
+    """Write float32 pixels big-endian, a chunk at a time (the image's own array is not touched)."""
+    flat = np.ascontiguousarray(pixels, dtype=np.float32).reshape(-1).view(np.uint32)
+    buffer = np.empty(min(flat.size, _PIXEL_CHUNK), dtype=">u4")
+    for start in range(0, flat.size, _PIXEL_CHUNK):
+        part = flat[start : start + _PIXEL_CHUNK]
+        chunk = buffer[: part.size]
+        np.copyto(chunk, part)  # an integer byte swap: every bit of every float (NaN payloads too) kept
+        stream.write(chunk.data)
+    n_bytes = 4 * flat.size
+    stream.write(bytes(_padded(n_bytes) - n_bytes))
+
+
+def _write_fits(image: RadioImage, path: str, *, overwrite: bool) -> None:
+    """Write the file `_image_to_hdus` describes, byte for byte as astropy would, without astropy HDUs."""
+    tables = []
+    beam = image.restoring_beam
+    if isinstance(beam, PlaneBeams):
+        tables.append(_table_bytes(_BEAMS_EXTNAME, _beams_columns(beam), _beams_cards(beam)))
+    if image.provenance:
+        tables.append(
+            _table_bytes(_PROVENANCE_EXTNAME, _provenance_columns(image.provenance), _PROVENANCE_CARDS)
+        )
+    header = _primary_header_bytes(image, extend=bool(tables))
+    if os.path.lexists(path):
+        if not overwrite:
+            raise OSError(f"File {path!r} already exists. If you mean to replace it then use overwrite=True.")
+        os.remove(path)  # as astropy does: a new file, never a write through a link to another one
+    with open(path, "xb") as stream:
+        stream.write(header)
+        _write_pixels(stream, image.pixels)
+        for table in tables:
+            stream.write(table)
+
+
+# -- reading without astropy HDUs
+
+
+class _NotOurLayoutError(Exception):
+    """The file is not laid out as `_write_fits` writes; astropy reads it."""
+
+
+def _read_exactly(stream: Any, buffer: Any) -> None:
+    view = memoryview(buffer).cast("B")
+    done = 0
+    while done < len(view):
+        n_read = stream.readinto(view[done:])
+        if not n_read:
+            raise _NotOurLayoutError("the file ends inside its data")
+        done += n_read
+
+
+def _read_header_text(stream: Any) -> tuple[str, int]:
+    """Read the header at the stream's position: its cards before END, and its size on disk."""
+    blocks: list[str] = []
+    while True:
+        block = stream.read(_FITS_BLOCK)
+        if len(block) != _FITS_BLOCK or len(blocks) > 1000:
+            raise _NotOurLayoutError("no complete header")
+        try:
+            text = block.decode("ascii")
+        except UnicodeDecodeError as err:
+            raise _NotOurLayoutError("a header that is not ASCII") from err
+        for position in range(0, _FITS_BLOCK, _CARD_LENGTH):
+            if text[position : position + _CARD_LENGTH] == _END_CARD:
+                blocks.append(text[:position])
+                return "".join(blocks), len(blocks) * _FITS_BLOCK
+        blocks.append(text)
+
+
+_KEYWORD_FIELD = re.compile(r"[A-Z0-9_-]* *")
+_INTEGER_VALUE = re.compile(r"= +([+-]?[0-9]+) *(?:/.*)?")
+_LOGICAL_VALUE = re.compile(r"= +([TF]) *(?:/.*)?")
+_STRING_VALUE = re.compile(r"= +'((?:[^']|'')*)' *(?:/.*)?")
+
+
+class _Cards:
+    """The cards of a header, found by keyword (the first of each, as `fits.Header` finds them).
+
+    Integer, logical and string values are read with strict patterns, and
+    anything else a caller asks for through `value` is read by astropy's
+    own `fits.Card`; a card that does not fit the pattern asked for, and
+    any header astropy could read otherwise (lower-case keywords, long
+    strings continued on CONTINUE cards), raise `_NotOurLayoutError`.
+    """
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self._cards: dict[str, str] = {}
+        for position in range(0, len(text), _CARD_LENGTH):
+            card = text[position : position + _CARD_LENGTH]
+            if not _KEYWORD_FIELD.fullmatch(card, 0, 8):
+                raise _NotOurLayoutError(f"a keyword this reader does not read: {card[:8]!r}")
+            self._cards.setdefault(card[:8].rstrip(), card)
+        if "CONTINUE" in self._cards:
+            raise _NotOurLayoutError("a long string value")
+
+    def __contains__(self, keyword: str) -> bool:
+        return keyword in self._cards
+
+    def _match(self, pattern: re.Pattern, keyword: str) -> re.Match | None:
+        card = self._cards.get(keyword)
+        if card is None:
+            return None
+        match = pattern.fullmatch(card, 8)
+        if match is None:
+            raise _NotOurLayoutError(f"{keyword} has a value this reader does not read")
+        return match
+
+    def integer(self, keyword: str, default: int | None = None) -> int:
+        match = self._match(_INTEGER_VALUE, keyword)
+        if match is None:
+            if default is None:
+                raise _NotOurLayoutError(f"no {keyword}")
+            return default
+        return int(match[1])
+
+    def logical(self, keyword: str) -> bool | None:
+        match = self._match(_LOGICAL_VALUE, keyword)
+        return None if match is None else match[1] == "T"
+
+    def string(self, keyword: str, default: str | None = None) -> str | None:
+        match = self._match(_STRING_VALUE, keyword)
+        return default if match is None else match[1].replace("''", "'").rstrip(" ")
+
+    def value(self, keyword: str) -> Any:
+        return fits.Card.fromstring(self._cards[keyword]).value
+
+
+def _data_size(cards: _Cards) -> int:
+    """Bytes of data (before padding) of an HDU, as the FITS standard defines them."""
+    n_axes = cards.integer("NAXIS")
+    if not n_axes:
+        return 0
+    sizes = [cards.integer(f"NAXIS{axis}") for axis in range(1, n_axes + 1)]
+    bitpix, pcount, gcount = cards.integer("BITPIX"), cards.integer("PCOUNT", 0), cards.integer("GCOUNT", 1)
+    return abs(bitpix) // 8 * gcount * (pcount + math.prod(sizes))
+
+
+def _file_wcs(cards: _Cards) -> WCS:
+    """``WCS(header, naxis=4)`` of a primary header, made once per header (beam cards aside)."""
+    text = cards.text
+    key = "".join(
+        text[position : position + _CARD_LENGTH]
+        for position in range(0, len(text), _CARD_LENGTH)
+        if text[position : position + 8] not in _BEAM_KEYWORDS
+    )
+    wcs = _FILE_WCS.get(key)
+    if wcs is None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FITSFixedWarning)
+            wcs = WCS(fits.Header.fromstring(text), naxis=4)
+        _FILE_WCS.put(key, wcs)
+    return wcs
+
+
+def _table_rows(stream: Any, cards: _Cards, offset: int) -> np.ndarray:
+    """The rows of a plain binary table (scalar E and J columns, A strings) as a numpy record array."""
+    layout = [cards.integer(keyword) for keyword in ("BITPIX", "NAXIS", "PCOUNT", "GCOUNT")]
+    if cards.string("XTENSION") != "BINTABLE" or layout != [8, 2, 0, 1] or "THEAP" in cards:
+        raise _NotOurLayoutError("not a plain binary table")
+    fields = []
+    for number in range(1, cards.integer("TFIELDS") + 1):
+        name, tform = cards.string(f"TTYPE{number}"), cards.string(f"TFORM{number}")
+        match = _TABLE_FORMAT.fullmatch(tform) if tform is not None else None
+        special = ("TSCAL", "TZERO", "TNULL", "TDIM")
+        if name is None or match is None or any(f"{key}{number}" in cards for key in special):
+            raise _NotOurLayoutError("a table column this reader does not read")
+        repeat, code = int(match[1] or 1), match[2]
+        if code != "A" and repeat != 1:
+            raise _NotOurLayoutError("a vector column")
+        fields.append((name, _TABLE_DTYPES.get(code) or f"S{repeat}"))
+    try:
+        dtype = np.dtype(fields)
+    except (TypeError, ValueError) as err:
+        raise _NotOurLayoutError("repeated column names") from err
+    if dtype.itemsize != cards.integer("NAXIS1"):
+        raise _NotOurLayoutError("a row length that is not the sum of its columns")
+    rows = np.empty(cards.integer("NAXIS2"), dtype=dtype)
+    stream.seek(offset)
+    _read_exactly(stream, rows)
+    return rows
+
+
+def _table_strings(column: np.ndarray) -> list[str]:
+    """A string column as astropy gives it: trailing NULs and blanks dropped."""
+    try:
+        return [value.decode("ascii").rstrip() for value in column.tolist()]
+    except UnicodeDecodeError as err:
+        raise _NotOurLayoutError("a string column that is not ASCII") from err
+
+
+def _read_our_layout(path: str, channels: tuple[int, int] | slice | None) -> RadioImage:
+    with open(path, "rb", buffering=0) as stream:
+        file_size = os.fstat(stream.fileno()).st_size
+        text, header_size = _read_header_text(stream)
+        header = _Cards(text)
+        if (
+            header.logical("SIMPLE") is not True
+            or header.integer("BITPIX") != -32
+            or header.integer("NAXIS") != 4
+            or any(keyword in header for keyword in ("BSCALE", "BZERO", "BLANK", "GROUPS"))
+        ):
+            raise _NotOurLayoutError("not a float32 image without scaling")
+        data_size = _data_size(header)
+        nx, ny, n_chan, n_stokes = (header.integer(f"NAXIS{axis}") for axis in range(1, 5))
+        if not data_size:
+            raise _NotOurLayoutError("no pixels")
+        # The extensions: where the first one of each name starts (as HDUList[name] finds it).
+        tables: dict[str, tuple[_Cards, int]] = {}
+        offset = header_size + _padded(data_size)
+        while offset < file_size:
+            stream.seek(offset)
+            extension_text, extension_size = _read_header_text(stream)
+            extension = _Cards(extension_text)
+            name = extension.string("EXTNAME", "").strip().upper()
+            tables.setdefault(name, (extension, offset + extension_size))
+            offset += extension_size + _padded(_data_size(extension))
+        if offset != file_size:
+            raise _NotOurLayoutError("the file ends inside an extension")
+        start, stop = _channel_range(channels, n_chan) if channels is not None else (0, n_chan)
+        # Only the requested planes are read: for each Stokes, channels start..stop-1 are contiguous.
+        raw = np.empty((n_stokes, stop - start, ny, nx), dtype=np.uint32)
+        plane_bytes = 4 * nx * ny
+        for stokes in range(n_stokes):
+            stream.seek(header_size + (stokes * n_chan + start) * plane_bytes)
+            _read_exactly(stream, raw[stokes])
+        if sys.byteorder == "little":
+            raw.byteswap(inplace=True)  # FITS is big-endian; the swap is in place, the bits are kept
+        pixels = raw.view(np.float32)
+        beam: RestoringBeam = None
+        if "BMAJ" in header:
+            beam = Beam(
+                header.value("BMAJ") * _ARCSEC_PER_DEG,
+                header.value("BMIN") * _ARCSEC_PER_DEG,
+                header.value("BPA"),
+            )
+        elif header.logical("CASAMBM"):
+            if _BEAMS_EXTNAME not in tables:
+                raise _NotOurLayoutError("no BEAMS table")
+            table, table_offset = tables[_BEAMS_EXTNAME]
+            rows = _table_rows(stream, table, table_offset)
+            if not {"BMAJ", "BMIN", "BPA", "CHAN", "POL"} <= set(rows.dtype.names):
+                raise _NotOurLayoutError("BEAMS columns under other names")
+            shape = (table.integer("NCHAN", n_chan), table.integer("NPOL", n_stokes))
+            beam = _beams_from_table(rows, shape, n_chan, n_stokes)
+        provenance: dict[str, ProvenanceValue] = {}
+        if _PROVENANCE_EXTNAME in tables:
+            table, table_offset = tables[_PROVENANCE_EXTNAME]
+            rows = _table_rows(stream, table, table_offset)
+            names = set(rows.dtype.names)
+            if not {"KEY", "VALUE"} <= names or {rows.dtype["KEY"].kind, rows.dtype["VALUE"].kind} != {"S"}:
+                raise _NotOurLayoutError("PROVENANCE columns under other names or types")
+            provenance = _provenance_from_columns(_table_strings(rows["KEY"]), _table_strings(rows["VALUE"]))
+        brightness_unit = header.string("BUNIT", "").strip()
+    wcs = _file_wcs(header).deepcopy()
+    wcs.wcs.crpix[2] -= start
+    return RadioImage(
+        pixels,
+        wcs,
+        brightness_unit=brightness_unit,
+        restoring_beam=_beam_for_channels(beam, start, stop),
+        provenance=provenance,
+    )
+
+
 def _read_fits(path: str, channels: tuple[int, int] | slice | None) -> RadioImage:
+    """Read a RadioImage FITS file: directly if it is in our layout, else with astropy."""
+    try:
+        return _read_our_layout(path, channels)
+    except _NotOurLayoutError:
+        return _read_fits_with_astropy(path, channels)
+
+
+def _read_fits_with_astropy(path: str, channels: tuple[int, int] | slice | None) -> RadioImage:
     with fits.open(path, memmap=False, lazy_load_hdus=True) as hdus:
         primary = hdus[0]
         header = primary.header
@@ -891,8 +1412,13 @@ def _read_fits(path: str, channels: tuple[int, int] | slice | None) -> RadioImag
         if "BMAJ" in header:
             beam = Beam(header["BMAJ"] * _ARCSEC_PER_DEG, header["BMIN"] * _ARCSEC_PER_DEG, header["BPA"])
         elif header.get("CASAMBM", False):
-            beam = _read_beams_table(hdus[_BEAMS_EXTNAME], n_chan, n_stokes)
-        provenance = _read_provenance_table(hdus) if _has_extension(hdus, _PROVENANCE_EXTNAME) else {}
+            table = hdus[_BEAMS_EXTNAME]
+            shape = (int(table.header.get("NCHAN", n_chan)), int(table.header.get("NPOL", n_stokes)))
+            beam = _beams_from_table(table.data, shape, n_chan, n_stokes)
+        provenance = {}
+        if _has_extension(hdus, _PROVENANCE_EXTNAME):
+            data = hdus[_PROVENANCE_EXTNAME].data
+            provenance = _provenance_from_columns(data["KEY"], data["VALUE"])
     return RadioImage(
         pixels,
         _wcs_for_channels(wcs, start),
@@ -910,9 +1436,7 @@ def _has_extension(hdus: fits.HDUList, extname: str) -> bool:
     return True
 
 
-def _read_beams_table(table: fits.BinTableHDU, n_chan: int, n_stokes: int) -> PlaneBeams:
-    data = table.data
-    shape = (int(table.header.get("NCHAN", n_chan)), int(table.header.get("NPOL", n_stokes)))
+def _beams_from_table(data: Any, shape: tuple[int, int], n_chan: int, n_stokes: int) -> PlaneBeams:
     if shape != (n_chan, n_stokes):
         raise ValueError(f"The BEAMS table is for {shape} planes but the image has {(n_chan, n_stokes)}.")
     arrays = [np.zeros(shape, dtype=np.float32) for _ in range(3)]
@@ -926,9 +1450,8 @@ def _read_beams_table(table: fits.BinTableHDU, n_chan: int, n_stokes: int) -> Pl
     return PlaneBeams(*arrays)
 
 
-def _read_provenance_table(hdus: fits.HDUList) -> dict[str, ProvenanceValue]:
-    data = hdus[_PROVENANCE_EXTNAME].data
-    return {str(key): json.loads(value) for key, value in zip(data["KEY"], data["VALUE"])}
+def _provenance_from_columns(keys: Iterable[Any], values: Iterable[Any]) -> dict[str, ProvenanceValue]:
+    return {str(key): json.loads(value) for key, value in zip(keys, values)}
 
 
 # -- Butler formatter ------------------------------------------------------------------------------
@@ -977,7 +1500,8 @@ class RadioImageFitsFormatter(FormatterV2):
         merged = dict(in_memory_dataset.provenance)
         DatasetProvenance.strip_provenance_from_flat_dict(merged)
         merged.update(butler_entries)
-        return in_memory_dataset.replace(provenance=merged)
+        # Only the provenance changes: no need to check and normalize pixels, WCS and beams again.
+        return in_memory_dataset._with_provenance(merged)
 
 
 # -- building a WCS --------------------------------------------------------------------------------

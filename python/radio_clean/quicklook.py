@@ -5,14 +5,17 @@ from __future__ import annotations
 __all__ = ["convergence_figure", "image_figure"]
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from matplotlib.colors import AsinhNorm
-from matplotlib.figure import Figure
-from matplotlib.patches import Ellipse
 
 from .image import RadioImage
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+# matplotlib (a quarter of a second to import) is imported by the functions that draw, so that
+# importing the tasks and the CLI does not pay for it.
 
 
 def image_figure(image: RadioImage, *, title: str) -> Figure:
@@ -30,6 +33,10 @@ def image_figure(image: RadioImage, *, title: str) -> Figure:
     figure : `matplotlib.figure.Figure`
         The figure (no pyplot state is touched).
     """
+    from matplotlib.colors import AsinhNorm
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Ellipse
+
     figure = Figure(figsize=(7, 6), dpi=100)
     figure.subplots_adjust(left=0.18)
     axes = figure.add_subplot(projection=image.wcs.celestial)
@@ -81,6 +88,8 @@ def convergence_figure(summary: Mapping[str, Any], *, title: str) -> Figure:
     figure : `matplotlib.figure.Figure`
         The figure.
     """
+    from matplotlib.figure import Figure
+
     figure = Figure(figsize=(7, 4), dpi=100)
     axes = figure.add_subplot()
     peaks = summary.get("peak_residual_before_cycle", [])
