@@ -91,6 +91,7 @@ def _clean(args: argparse.Namespace) -> None:
         where=args.data_query,
         jobs=args.jobs,
         config_overrides=overrides,
+        bps_submit=args.bps,
     )
     for outcome in loop.run():
         summary = outcome.summary
@@ -210,6 +211,12 @@ def _build_parser() -> argparse.ArgumentParser:
         help="Config override as pipetask -c, e.g. parameters:niter=5000 or autoMask:implementation=numpy.",
     )
     clean.add_argument("-j", "--jobs", type=int, default=1, help="Processes running chains side by side.")
+    clean.add_argument(
+        "--bps",
+        metavar="SUBMIT_YAML",
+        help="Run each step as a bps submission of this submit file (e.g. bps/continuum_local.yaml) "
+        "instead of in this process.",
+    )
     clean.set_defaults(func=_clean)
     return parser
 
