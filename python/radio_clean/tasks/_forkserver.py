@@ -1,7 +1,7 @@
-"""What the forkserver of ``pipetask run --start-method forkserver`` loads, once.
+"""What the forkserver of `radio_clean.loop`'s worker processes loads, once.
 
-Each quantum runs in a process forked from that server, and starts with
-whatever the server has: the Rubin middleware, casatools, casatasks' imager
+Each worker is forked from that server and starts with whatever the server
+has: the Rubin middleware, casatools, casatasks' imager
 helpers, the task modules, the Butler's storage classes and registry modules.
 Without this a quantum spends about half a second importing and setting up
 before its task starts.
@@ -10,6 +10,10 @@ before its task starts.
 import gc
 
 import lsst.daf.butler.datastores.fileDatastore  # noqa: F401
+import matplotlib.colors  # noqa: F401
+import matplotlib.figure  # noqa: F401
+import matplotlib.patches  # noqa: F401
+import scipy.signal  # noqa: F401
 import lsst.daf.butler.registry.databases.sqlite  # noqa: F401
 import lsst.daf.butler.registry.sql_registry  # noqa: F401
 import sqlalchemy.dialects.sqlite  # noqa: F401
