@@ -10,12 +10,12 @@ before its task starts.
 import gc
 
 import lsst.daf.butler.datastores.fileDatastore  # noqa: F401
+import lsst.daf.butler.registry.databases.sqlite  # noqa: F401
+import lsst.daf.butler.registry.sql_registry  # noqa: F401
 import matplotlib.colors  # noqa: F401
 import matplotlib.figure  # noqa: F401
 import matplotlib.patches  # noqa: F401
 import scipy.signal  # noqa: F401
-import lsst.daf.butler.registry.databases.sqlite  # noqa: F401
-import lsst.daf.butler.registry.sql_registry  # noqa: F401
 import sqlalchemy.dialects.sqlite  # noqa: F401
 from lsst.daf.butler import StorageClassConfig, StorageClassFactory
 
