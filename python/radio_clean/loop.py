@@ -62,6 +62,8 @@ from lsst.pipe.base.caching_limited_butler import CachingLimitedButler
 from lsst.pipe.base.quantum_graph import PredictedQuantumGraph
 from lsst.pipe.base.single_quantum_executor import SingleQuantumExecutor
 
+from .cycle_graph import NextCycleGraphBuilder, UnknownInputError
+from .image import RadioImage
 from .parameters import CleanParametersConfig
 from .pipeline import STEPS
 
@@ -165,14 +167,11 @@ class _MemoButler(CachingLimitedButler):
 
 
 def _copy(value: Any) -> Any:
-    # Tasks get their own object, as from a file: nothing a task changes leaks into the next one.
-    replace = getattr(value, "replace", None)
-    if callable(replace) and hasattr(value, "pixels"):
-        return replace(pixels=value.pixels.copy())
-    if isinstance(value, dict):
-        import copy
-
-        return copy.deepcopy(value)
+    # Tasks get their own pixels, as from a file: nothing a task changes leaks into the next one.
+    # (Summaries and states are only read; copying a summary's history every cycle would cost
+    # more the longer CLEAN runs.)
+    if isinstance(value, RadioImage):
+        return value.replace(pixels=value.pixels.copy())
     return value
 
 
@@ -417,6 +416,8 @@ class CleanLoop:
         self.graph_seconds = 0.0
         self._butler_config = ButlerConfig(repo)
         self._pipelines: dict[str, Pipeline] = {}
+        self._previous_graph: PredictedQuantumGraph | None = None
+        self._memo = DatasetMemo()
 
     def run(self) -> list[ChainOutcome]:
         """Run every step; return how each chain ended.
@@ -431,7 +432,7 @@ class CleanLoop:
         for subset in STEPS:
             self._pipeline_graph(_Step(subset, "", 1, 2))
         pool = _WorkerPool(self.jobs, self._butler_config) if self.jobs > 1 else None
-        memo = DatasetMemo()
+        memo = self._memo
         scratch = tempfile.mkdtemp(prefix="radio_clean-graphs-") if pool else None
         try:
             with Butler.from_config(self.repo, writeable=True) as butler:
@@ -571,24 +572,15 @@ class CleanLoop:
         started = time.perf_counter()
         pipeline_graph = self._pipeline_graph(step)
         where, bind = self._chain_query(chains)
-        butler.collections.register(step.run, CollectionType.RUN)
-        if step.run not in butler.collections.get_info(self.output).children:
+        # A step whose RUN exists was begun by an earlier, killed run: resume it.
+        resumed = not butler.collections.register(step.run, CollectionType.RUN)
+        if resumed and step.run not in butler.collections.get_info(self.output).children:
             butler.collections.prepend_chain(self.output, step.run)
-        butler.registry.defaults = butler.registry.defaults.clone(collections=[self.output], run=step.run)
+        elif not resumed:
+            butler.collections.prepend_chain(self.output, step.run)
         pipeline_graph.resolve(butler.registry)
         pipeline_graph.register_dataset_types(butler, include_packages=step.subset == "start")
-        builder = AllDimensionsQuantumGraphBuilder(
-            pipeline_graph,
-            butler,
-            where=where,
-            bind=bind,
-            output_run=step.run,
-            input_collections=[self.output],
-            skip_existing_in=[step.run],
-        )
-        components = builder.finish(
-            output=self.output, metadata={"data_query": where}, attach_datastore_records=True
-        )
+        components = self._build_graph(butler, pipeline_graph, step, chains, where, bind, resumed)
         graph = components.assemble()
         quantum_ids = list(graph)
         self.graph_seconds += time.perf_counter() - started
@@ -603,7 +595,8 @@ class CleanLoop:
                 )
             return done
         if quantum_ids:
-            self._remove_orphans(butler, graph)
+            if resumed:
+                self._remove_orphans(butler, graph)
             quanta = graph.build_execution_quanta()
             by_chain: dict[tuple, list[uuid.UUID]] = {}
             for quantum_id in quantum_ids:  # in the order they must run
@@ -623,8 +616,34 @@ class CleanLoop:
                 errors = [outcomes[q] for q in ids if outcomes.get(q)]
                 if errors:
                     failed[chain] = errors[0]
+            self._previous_graph = graph if step.subset != "finish" else None
         ran = sorted(all_chains if chains is None else set(chains), key=str)
         return [chain for chain in ran if chain not in failed]
+
+    def _build_graph(self, butler, pipeline_graph, step, chains, where, bind, resumed):
+        """Make a step's quantum graph: from the previous step's graph if it can, else by a data query."""
+        if step.subset == "cycle" and self._previous_graph is not None and not resumed:
+            going_on = set(chains)
+            try:
+                return NextCycleGraphBuilder(
+                    pipeline_graph,
+                    butler,
+                    previous=self._previous_graph,
+                    keep=lambda data_id: _chain_key(data_id) in going_on,
+                    output_run=step.run,
+                    input_collections=[self.output],
+                ).finish(output=self.output, metadata={"data_query": where}, attach_datastore_records=True)
+            except UnknownInputError as err:
+                _log.debug("Building %s with a data query: %s", step.run, err)
+        return AllDimensionsQuantumGraphBuilder(
+            pipeline_graph,
+            butler,
+            where=where,
+            bind=bind,
+            output_run=step.run,
+            input_collections=[self.output],
+            skip_existing_in=[step.run],
+        ).finish(output=self.output, metadata={"data_query": where}, attach_datastore_records=True)
 
     def _submit_step(
         self, butler: Butler, step: _Step, chains: Sequence[tuple] | None, failed: dict[tuple, str]
@@ -699,7 +718,23 @@ class CleanLoop:
 
     def _summaries(self, butler: Butler, chains: Sequence[tuple], cycle: int) -> dict[tuple, dict[str, Any]]:
         summary_type = self._summary_type(cycle)
-        return {chain: butler.get(summary_type, dict(chain), collections=self.output) for chain in chains}
+        # The refs of the graph just run, and the summaries themselves if this process made them.
+        refs = {}
+        if self._previous_graph is not None:
+            for quantum in self._previous_graph.build_execution_quanta().values():
+                for dataset_type, output_refs in quantum.outputs.items():
+                    if dataset_type.name == summary_type:
+                        refs.update({_chain_key(ref.dataId): ref for ref in output_refs})
+        summaries = {}
+        for chain in chains:
+            ref = refs.get(chain)
+            if ref is not None and ref in self._memo:
+                summaries[chain] = self._memo.get(ref)
+            elif ref is not None:
+                summaries[chain] = butler.get(ref)
+            else:
+                summaries[chain] = butler.get(summary_type, dict(chain), collections=self.output)
+        return summaries
 
     @functools.cached_property
     def _summary_prefix(self) -> str:

@@ -1,0 +1,116 @@
+"""The quantum graph of the next cycle, made from the graph of the one before without registry queries.
+
+The quanta of cycle N+1 are those of cycle N for the chains that go on: the
+same tasks on the same data IDs, reading the same constant datasets (the
+MeasurementSets, MakePsf's images) and what cycle N made. Finding that with a
+data-ID query over the whole repository (`AllDimensionsQuantumGraphBuilder`)
+costs a few tenths of a second a cycle, more than a small image's major
+cycle; here it is copied from the previous graph, as Rubin's prompt processing
+does with `TrivialQuantumGraphBuilder` for data IDs it already knows.
+"""
+
+from __future__ import annotations
+
+__all__ = ["NextCycleGraphBuilder", "UnknownInputError"]
+
+from collections.abc import Iterable
+from typing import Any
+
+from lsst.daf.butler import Butler, DataCoordinate, DatasetRef, DimensionGroup
+from lsst.pipe.base.pipeline_graph import PipelineGraph
+from lsst.pipe.base.quantum_graph import PredictedQuantumGraph
+from lsst.pipe.base.quantum_graph_builder import QuantumGraphBuilder
+from lsst.pipe.base.quantum_graph_skeleton import QuantumGraphSkeleton
+
+
+class UnknownInputError(LookupError):
+    """An input of the next cycle is neither read nor made by the previous graph's quanta."""
+
+
+class NextCycleGraphBuilder(QuantumGraphBuilder):
+    """Build the graph of a loop step from the graph of the step before.
+
+    Parameters
+    ----------
+    pipeline_graph : `~lsst.pipe.base.pipeline_graph.PipelineGraph`
+        The step's pipeline, resolved.
+    butler : `~lsst.daf.butler.Butler`
+        The repository.
+    previous : `~lsst.pipe.base.quantum_graph.PredictedQuantumGraph`
+        The graph of the previous step; every task of ``pipeline_graph`` has
+        quanta in it.
+    keep : `~collections.abc.Callable`
+        Called with a quantum's data ID; only quanta for which it returns
+        `True` (chains that go on) are copied.
+    **kwargs
+        Forwarded to `~lsst.pipe.base.quantum_graph_builder.QuantumGraphBuilder`.
+    """
+
+    def __init__(
+        self,
+        pipeline_graph: PipelineGraph,
+        butler: Butler,
+        *,
+        previous: PredictedQuantumGraph,
+        keep,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(pipeline_graph, butler, **kwargs)
+        self._keep = keep
+        quanta = previous.build_execution_quanta()
+        nodes = previous.quantum_only_xgraph.nodes
+        self._template_quanta: dict[str, list[Any]] = {}
+        self._known: dict[tuple[str, DataCoordinate], DatasetRef] = {}
+        for quantum_id, quantum in quanta.items():
+            self._template_quanta.setdefault(nodes[quantum_id]["pipeline_node"].label, []).append(quantum)
+            for refs in (*quantum.inputs.values(), *quantum.outputs.values()):
+                for ref in refs:
+                    self._known[ref.datasetType.name, ref.dataId] = ref
+
+    def process_subgraph(self, subgraph: PipelineGraph) -> QuantumGraphSkeleton:
+        # Docstring inherited.
+        skeleton = QuantumGraphSkeleton(subgraph.tasks)
+        for task_node in subgraph.tasks.values():
+            templates = self._template_quanta.get(task_node.label)
+            if templates is None:
+                raise UnknownInputError(f"The previous graph has no quanta of {task_node.label}.")
+            for template in templates:
+                if not self._keep(template.dataId):
+                    continue
+                quantum_key = skeleton.add_quantum_node(task_node.label, template.dataId)
+                same_type_inputs = {dataset_type.name: refs for dataset_type, refs in template.inputs.items()}
+                for read_edge in task_node.iter_all_inputs():
+                    name = read_edge.parent_dataset_type_name
+                    if read_edge.is_prerequisite:
+                        raise UnknownInputError(
+                            f"{task_node.label}.{read_edge.connection_name} is a prerequisite."
+                        )
+                    dimensions = subgraph.dataset_types[name].dimensions
+                    if subgraph.producer_of(name) is not None:
+                        data_id = template.dataId.subset(dimensions)
+                        skeleton.add_input_edge(quantum_key, skeleton.add_dataset_node(name, data_id))
+                        continue
+                    for ref in self._overall_inputs(name, same_type_inputs, template.dataId, dimensions):
+                        key = skeleton.add_dataset_node(name, ref.dataId, ref=ref)
+                        skeleton.add_input_edge(quantum_key, key)
+                for write_edge in task_node.iter_all_outputs():
+                    name = write_edge.parent_dataset_type_name
+                    data_id = template.dataId.subset(subgraph.dataset_types[name].dimensions)
+                    skeleton.add_output_edge(quantum_key, skeleton.add_dataset_node(name, data_id))
+        return skeleton
+
+    def _overall_inputs(
+        self,
+        name: str,
+        same_type_inputs: dict[str, list[DatasetRef]],
+        quantum_data_id: DataCoordinate,
+        dimensions: DimensionGroup,
+    ) -> Iterable[DatasetRef]:
+        if name in same_type_inputs:
+            # A constant input (MeasurementSets, PSF, primary beam...): what the template read.
+            return same_type_inputs[name]
+        data_id = quantum_data_id.subset(dimensions)
+        ref = self._known.get((name, data_id))
+        if ref is None:
+            raise UnknownInputError(f"No {name} for {data_id} in the previous graph.")
+        return [ref]
