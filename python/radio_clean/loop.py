@@ -417,6 +417,7 @@ class CleanLoop:
         self._butler_config = ButlerConfig(repo)
         self._pipelines: dict[str, Pipeline] = {}
         self._previous_graph: PredictedQuantumGraph | None = None
+        self._registered_dataset_types: set[str] = set()
         self._memo = DatasetMemo()
 
     def run(self) -> list[ChainOutcome]:
@@ -579,7 +580,7 @@ class CleanLoop:
         elif not resumed:
             butler.collections.prepend_chain(self.output, step.run)
         pipeline_graph.resolve(butler.registry)
-        pipeline_graph.register_dataset_types(butler, include_packages=step.subset == "start")
+        self._register_dataset_types(butler, pipeline_graph, step)
         components = self._build_graph(butler, pipeline_graph, step, chains, where, bind, resumed)
         graph = components.assemble()
         quantum_ids = list(graph)
@@ -619,6 +620,16 @@ class CleanLoop:
             self._previous_graph = graph if step.subset != "finish" else None
         ran = sorted(all_chains if chains is None else set(chains), key=str)
         return [chain for chain in ran if chain not in failed]
+
+    def _register_dataset_types(self, butler: Butler, pipeline_graph, step: _Step) -> None:
+        if step.subset != "cycle":
+            pipeline_graph.register_dataset_types(butler, include_packages=step.subset == "start")
+            return
+        # A cycle step adds the dataset types of its cycle (residual_c4...); the rest exist.
+        for node in pipeline_graph.dataset_types.values():
+            if node.name not in self._registered_dataset_types:
+                butler.registry.registerDatasetType(node.dataset_type)
+                self._registered_dataset_types.add(node.name)
 
     def _build_graph(self, butler, pipeline_graph, step, chains, where, bind, resumed):
         """Make a step's quantum graph: from the previous step's graph if it can, else by a data query."""
