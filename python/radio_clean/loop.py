@@ -56,6 +56,7 @@ from lsst.daf.butler import (
     MissingCollectionError,
     QuantumBackedButler,
 )
+from lsst.daf.butler.registry import ConflictingDefinitionError
 from lsst.pipe.base import Pipeline, TaskFactory
 from lsst.pipe.base.all_dimensions_quantum_graph_builder import AllDimensionsQuantumGraphBuilder
 from lsst.pipe.base.caching_limited_butler import CachingLimitedButler
@@ -438,6 +439,11 @@ class CleanLoop:
         try:
             with Butler.from_config(self.repo, writeable=True) as butler:
                 return self._run(butler, memo, pool, scratch)
+        except KeyboardInterrupt:
+            raise LoopError(
+                f"Interrupted. The steps finished so far are in collection {self.output} of {self.repo}; "
+                f"run the same command again with the same output collection ({self.output}) to go on."
+            ) from None
         finally:
             if pool is not None:
                 pool.close()
@@ -774,7 +780,13 @@ class CleanLoop:
     @staticmethod
     def _initialize_run(qbb: QuantumBackedButler, graph: PredictedQuantumGraph, step: _Step) -> None:
         # Configs (and software versions) of a resumed step are compared with those stored.
-        graph.write_configs(qbb, compare_existing=True)
+        try:
+            graph.write_configs(qbb, compare_existing=True)
+        except ConflictingDefinitionError:
+            raise LoopError(
+                f"{step.run} was made with other settings than these; give a new output collection, or the "
+                "same settings to resume it."
+            ) from None
         if step.subset == "start":
             graph.write_packages(qbb, compare_existing=True)
         graph.write_init_outputs(qbb, skip_existing=True)
