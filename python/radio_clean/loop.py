@@ -509,6 +509,18 @@ class CleanLoop:
                 f"Output collection {self.output} exists with other inputs (it lacks {', '.join(missing)}); "
                 "give a new output collection, or the same inputs to resume it."
             )
+        # Resuming: the run must go on with the settings it was started with.
+        start_run = step_run(self.output, "start")
+        graph = self._pipeline_graph(_Step("start", start_run, 0, 1))
+        graph.resolve(butler.registry)
+        for task_node in graph.tasks.values():
+            config_type = task_node.init.config_output.dataset_type_name
+            ref = butler.find_dataset(config_type, collections=[start_run]) if start_run in chain else None
+            if ref is not None and not task_node.config.compare(butler.get(ref), shortcut=True):
+                raise LoopError(
+                    f"Output collection {self.output} was started with other settings of {task_node.label} "
+                    "than these; give a new output collection, or the same settings to resume it."
+                )
 
     def _pipeline_graph(self, step: _Step):
         try:
