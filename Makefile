@@ -1,5 +1,5 @@
 # Two entry points for a fresh machine:
-#   make demo   set up, then image the bundled VLA 3C273 data into a local Butler repo with pipetask
+#   make demo   set up, then image the bundled VLA 3C273 data into a local Butler repo
 #   make test   set up, then run the test suite
 VENV      ?= .venv
 PY        := $(VENV)/bin/python

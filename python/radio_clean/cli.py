@@ -147,9 +147,9 @@ def _build_parser() -> argparse.ArgumentParser:
 
     image = commands.add_parser(
         "image",
-        help="Image MeasurementSets with tclean's parameters through pipetask; export FITS.",
+        help="Image MeasurementSets with tclean's parameters in the CLEAN loop; export FITS.",
         description="Ingest the MSs (if needed), build the CLEAN quantum graph with the given tclean "
-        "parameters, run it with pipetask, and export FITS files with CASA's names.",
+        "parameters, run the CLEAN loop in this process, and export FITS files with CASA's names.",
     )
     image.add_argument("ms", nargs="+", help="MeasurementSet directories.")
     image.add_argument("--repo", required=True, help="Repository (created if it does not exist).")

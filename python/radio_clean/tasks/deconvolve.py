@@ -84,8 +84,9 @@ class DeconvolveTask(PipelineTask):
     The iteration controller (cycle threshold from the PSF sidelobe level and
     ``cyclefactor``, ``cycleniter``, ``niter``, ``threshold``, ``nsigma``,
     ``nmajor``, stop codes) is CASA's own, rebuilt from the previous cycle's
-    summary, so its decisions are tclean's. After convergence the model and
-    summary are passed on unchanged.
+    summary, so its decisions are tclean's. When it stops CLEAN, the model
+    is passed on unchanged and the summary says why (the loop runs no
+    further cycle for this chain).
     """
 
     ConfigClass = DeconvolveConfig
