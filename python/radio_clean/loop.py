@@ -630,7 +630,8 @@ class CleanLoop:
                     graph_path = os.path.join(scratch, f"{os.path.basename(step.run)}.qg")
                     components.write(graph_path)
                     outcomes = pool.run(graph_path, by_chain)
-                self._register(butler, qbb, graph, outcomes, written_here=pool is None)
+                start = step.subset == "start"
+                self._register(butler, qbb, graph, outcomes, written_here=pool is None, with_packages=start)
             for chain, ids in by_chain.items():
                 errors = [outcomes[q] for q in ids if outcomes.get(q)]
                 if errors:
@@ -677,34 +678,74 @@ class CleanLoop:
     def _submit_step(
         self, butler: Butler, step: _Step, chains: Sequence[tuple] | None, failed: dict[tuple, str]
     ) -> list[tuple]:
-        """Run one step as a bps submission; return the chains that made its outputs."""
-        directory = tempfile.mkdtemp(prefix="radio_clean-bps-")
-        try:
-            # The step's pipeline with every setting in it, so that bps needs no -c options.
-            pipeline_path = os.path.join(directory, f"{os.path.basename(step.run)}.yaml")
-            self._step_pipeline(step).write_to_uri(pipeline_path)
-            where = self._literal_chain_query(chains)
-            command = [
-                os.path.join(os.path.dirname(sys.executable), "bps"), "submit", self.bps_submit,
-                "-b", self.repo, "-i", ",".join(self.inputs), "-o", self.output, "--output-run", step.run,
-                "-p", pipeline_path, "-d", where,
-            ]  # fmt: skip
-            _log.info("Step %s: %s", os.path.basename(step.run), shlex.join(command))
-            returncode = subprocess.run(command).returncode
-        finally:
-            shutil.rmtree(directory, ignore_errors=True)
-        butler.registry.refresh()
+        """Run one step as a bps submission; return the chains that made its outputs.
+
+        A step whose RUN collection exists (its final job has registered it) is
+        not submitted again: running the same command again goes on after the
+        steps already done. A step submitted before whose outputs were never
+        registered (bps was killed) is finished with ``bps restart`` instead.
+        """
+        from lsst.ctrl.bps import BPS_DEFAULTS, BPS_SEARCH_ORDER, BpsConfig
+        from lsst.daf.butler import MissingDatasetTypeError
+
+        config = BpsConfig(self.bps_submit, search_order=BPS_SEARCH_ORDER, defaults=BPS_DEFAULTS)
+        config[".bps_cmdline.output"] = self.output
+        config[".bps_cmdline.outputRun"] = step.run
+        submit_path = config["submitPath"]
+        restart = (
+            f"`bps restart --wms-service-class {config['wmsServiceClass']} --id {submit_path}` "
+            f"(from {os.getcwd()})"
+        )
+
+        def chains_in_run(dataset_type: str) -> set[tuple]:
+            butler.registry.refresh()
+            try:
+                refs = butler.query_all_datasets(step.run, name=dataset_type, find_first=False, limit=None)
+            except (MissingCollectionError, MissingDatasetTypeError):
+                return set()
+            return {_chain_key(ref.dataId) for ref in refs}
+
         product = self._summary_type(step.minor_cycle) if step.subset != "finish" else self._image_type
-        made = set(self._chains_with(butler, product, collections=[step.run]))
-        expected = made if chains is None else set(chains)
+        returncode = None
+        if chains_in_run("*"):
+            _log.info("Step %s: done before, not submitted again.", os.path.basename(step.run))
+        elif os.path.exists(submit_path):
+            raise LoopError(
+                f"Step {step.run} was submitted before and its outputs were never registered (bps stopped "
+                f"before its final job). Finish it with {restart}, then run this command again; if it "
+                f"stopped before running any job, remove {submit_path} and run this command again."
+            )
+        else:
+            directory = tempfile.mkdtemp(prefix="radio_clean-bps-")
+            try:
+                # The step's pipeline with every setting in it, so that bps needs no -c options.
+                pipeline_path = os.path.join(directory, f"{os.path.basename(step.run)}.yaml")
+                self._step_pipeline(step).write_to_uri(pipeline_path)
+                # Jobs may run elsewhere (a cluster's nodes): a repository directory by absolute path.
+                repo = os.path.abspath(self.repo) if os.path.exists(self.repo) else self.repo
+                command = [
+                    os.path.join(os.path.dirname(sys.executable), "bps"), "submit", self.bps_submit,
+                    "-b", repo, "-i", ",".join(self.inputs), "-o", self.output, "--output-run", step.run,
+                    "-p", pipeline_path, "-d", self._literal_chain_query(chains),
+                ]  # fmt: skip
+                _log.info("Step %s: %s", os.path.basename(step.run), shlex.join(command))
+                returncode = subprocess.run(command).returncode
+            finally:
+                shutil.rmtree(directory, ignore_errors=True)
+        made = chains_in_run(product)
+        # Without a list of chains (the start step), those that logged anything were in the step.
+        expected = made | chains_in_run("*_log") if chains is None else set(chains)
+        exit_code = "" if returncode is None else f"; bps submit exit code {returncode}"
         for chain in expected - made:
             failed[chain] = (
-                f"bps step {step.run} made no {product} for {_describe(chain)} (bps submit exit code "
-                f"{returncode}; the job logs are under its submit directory)"
+                f"bps step {step.run} made no {product} for {_describe(chain)} (the job logs are under "
+                f"{submit_path}/logs{exit_code}); after fixing the cause, run its failed jobs again with "
+                f"{restart} before running this command again"
             )
         if chains is None and not made:
             raise LoopError(
-                f"bps submit of {step.run} made nothing (exit code {returncode}); its log above says why."
+                f"bps step {step.run} made nothing{exit_code}; its log above and the job logs under "
+                f"{submit_path}/logs say why."
             )
         return sorted(made & expected, key=str)
 
@@ -713,9 +754,8 @@ class CleanLoop:
         where, bind = self._chain_query(chains)
         for key in sorted(bind, key=len, reverse=True):
             value = bind[key]
-            where = re.sub(
-                rf"\b{re.escape(key)}\b", repr(value) if isinstance(value, str) else str(value), where
-            )
+            literal = repr(value) if isinstance(value, str) else str(value)
+            where = re.sub(rf"\b{re.escape(key)}\b", lambda _: literal, where)
         return where
 
     def _chain_query(self, chains: Sequence[tuple] | None) -> tuple[str, dict[str, Any]]:
@@ -811,9 +851,15 @@ class CleanLoop:
         outcomes: Mapping[uuid.UUID, str | None],
         *,
         written_here: bool,
+        with_packages: bool,
     ) -> None:
         # Outputs of a failed quantum stay unregistered; a resumed run removes and remakes them.
-        refs = [ref for ref in _init_outputs(graph) if butler.get_dataset(ref.id) is None]
+        # Software versions are written by the start step only.
+        refs = [
+            ref
+            for ref in _init_outputs(graph)
+            if (with_packages or ref.datasetType.name != "packages") and butler.get_dataset(ref.id) is None
+        ]
         quanta = graph.build_execution_quanta([q for q, error in outcomes.items() if error is None])
         for quantum in quanta.values():
             for output_refs in quantum.outputs.values():
