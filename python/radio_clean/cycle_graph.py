@@ -13,10 +13,9 @@ from __future__ import annotations
 
 __all__ = ["NextCycleGraphBuilder", "UnknownInputError"]
 
-from collections.abc import Iterable
 from typing import Any
 
-from lsst.daf.butler import Butler, DataCoordinate, DatasetRef, DimensionGroup
+from lsst.daf.butler import Butler, DataCoordinate, DatasetRef
 from lsst.pipe.base.pipeline_graph import PipelineGraph
 from lsst.pipe.base.quantum_graph import PredictedQuantumGraph
 from lsst.pipe.base.quantum_graph_builder import QuantumGraphBuilder
@@ -61,6 +60,11 @@ class NextCycleGraphBuilder(QuantumGraphBuilder):
         nodes = previous.quantum_only_xgraph.nodes
         self._template_quanta: dict[str, list[Any]] = {}
         self._known: dict[tuple[str, DataCoordinate], DatasetRef] = {}
+        # Dataset type of each input connection of the previous graph's tasks.
+        self._template_edges = {
+            label: {name: edge.parent_dataset_type_name for name, edge in task_node.inputs.items()}
+            for label, task_node in previous.pipeline_graph.tasks.items()
+        }
         for quantum_id, quantum in quanta.items():
             self._template_quanta.setdefault(nodes[quantum_id]["pipeline_node"].label, []).append(quantum)
             for refs in (*quantum.inputs.values(), *quantum.outputs.values()):
@@ -78,39 +82,39 @@ class NextCycleGraphBuilder(QuantumGraphBuilder):
                 if not self._keep(template.dataId):
                     continue
                 quantum_key = skeleton.add_quantum_node(task_node.label, template.dataId)
-                same_type_inputs = {dataset_type.name: refs for dataset_type, refs in template.inputs.items()}
+                template_edges = self._template_edges[task_node.label]
                 for read_edge in task_node.iter_all_inputs():
                     name = read_edge.parent_dataset_type_name
                     if read_edge.is_prerequisite:
                         raise UnknownInputError(
                             f"{task_node.label}.{read_edge.connection_name} is a prerequisite."
                         )
-                    dimensions = subgraph.dataset_types[name].dimensions
-                    if subgraph.producer_of(name) is not None:
-                        data_id = template.dataId.subset(dimensions)
-                        skeleton.add_input_edge(quantum_key, skeleton.add_dataset_node(name, data_id))
+                    # The same connection of the template quantum: its datasets' data IDs (and the
+                    # datasets themselves when the name did not change: MSs, PSF, primary beam...).
+                    template_name = template_edges.get(read_edge.connection_name)
+                    template_refs = template.inputs.get(template_name, []) if template_name else []
+                    if template_name == name:
+                        for ref in template_refs:
+                            skeleton.add_input_edge(
+                                quantum_key, skeleton.add_dataset_node(name, ref.dataId, ref=ref)
+                            )
                         continue
-                    for ref in self._overall_inputs(name, same_type_inputs, template.dataId, dimensions):
-                        key = skeleton.add_dataset_node(name, ref.dataId, ref=ref)
+                    if template_refs:
+                        data_ids = [ref.dataId for ref in template_refs]
+                    else:
+                        data_ids = [template.dataId.subset(subgraph.dataset_types[name].dimensions)]
+                    produced_here = subgraph.producer_of(name) is not None
+                    for data_id in data_ids:
+                        if produced_here:
+                            key = skeleton.add_dataset_node(name, data_id)
+                        else:
+                            ref = self._known.get((name, data_id))
+                            if ref is None:
+                                raise UnknownInputError(f"No {name} for {data_id} in the previous graph.")
+                            key = skeleton.add_dataset_node(name, data_id, ref=ref)
                         skeleton.add_input_edge(quantum_key, key)
                 for write_edge in task_node.iter_all_outputs():
                     name = write_edge.parent_dataset_type_name
                     data_id = template.dataId.subset(subgraph.dataset_types[name].dimensions)
                     skeleton.add_output_edge(quantum_key, skeleton.add_dataset_node(name, data_id))
         return skeleton
-
-    def _overall_inputs(
-        self,
-        name: str,
-        same_type_inputs: dict[str, list[DatasetRef]],
-        quantum_data_id: DataCoordinate,
-        dimensions: DimensionGroup,
-    ) -> Iterable[DatasetRef]:
-        if name in same_type_inputs:
-            # A constant input (MeasurementSets, PSF, primary beam...): what the template read.
-            return same_type_inputs[name]
-        data_id = quantum_data_id.subset(dimensions)
-        ref = self._known.get((name, data_id))
-        if ref is None:
-            raise UnknownInputError(f"No {name} for {data_id} in the previous graph.")
-        return [ref]

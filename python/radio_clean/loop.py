@@ -52,6 +52,7 @@ from lsst.daf.butler import (
     CollectionType,
     DataCoordinate,
     DatasetRef,
+    DimensionNameError,
     LimitedButler,
     MissingCollectionError,
     QuantumBackedButler,
@@ -663,7 +664,7 @@ class CleanLoop:
                     output_run=step.run,
                     input_collections=[self.output],
                 ).finish(output=self.output, metadata={"data_query": where}, attach_datastore_records=True)
-            except UnknownInputError as err:
+            except (UnknownInputError, DimensionNameError) as err:
                 _log.debug("Building %s with a data query: %s", step.run, err)
         return AllDimensionsQuantumGraphBuilder(
             pipeline_graph,
@@ -776,12 +777,13 @@ class CleanLoop:
     def _chains_with(
         self, butler: Butler, dataset_type: str, collections: Sequence[str] | None = None
     ) -> list[tuple]:
-        refs = butler.query_datasets(
+        # check=False: the user's query may name observations without their instrument.
+        refs = butler.registry.queryDatasets(
             dataset_type,
             collections=collections or [self.output],
             where=self.where,
             bind=self.bind,
-            explain=False,
+            check=False,
         )
         return sorted({_chain_key(ref.dataId) for ref in refs}, key=str)
 
