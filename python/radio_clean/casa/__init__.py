@@ -8,6 +8,7 @@ from .._environment import configure_casa_environment
 
 configure_casa_environment()
 
+from ._engine import *  # noqa: E402
 from ._images import *  # noqa: E402
 from ._log import *  # noqa: E402
 from ._ms import *  # noqa: E402

@@ -3,15 +3,24 @@
 tclean runs PSF, major cycles, mask updates and minor cycles in one process
 with four long-lived tools (synthesisimager, synthesisnormalizer,
 synthesisdeconvolver, iterbotsink). Here every step is a separate call that
-gets its input images as `RadioImage` objects, writes them into a scratch
-directory as CASA images, makes fresh tools, and returns the images it made.
-What tclean keeps in memory between cycles is carried explicitly:
+gets its input images as `RadioImage` objects, has them as CASA images in a
+scratch directory, runs the tools, and returns the images they made. What
+tclean keeps in memory between cycles is carried explicitly:
 
 - images (PSF, PB, sum of weights, residual, model, mask) go through the
   Butler;
 - the iteration controller's state is rebuilt in each step by replaying the
   records it merged in earlier cycles (`IterationHistory`), so the cycle
   threshold, iteration counts and stop codes are tclean's own decisions.
+
+When the steps of one chain run one after the other in one process, the warm
+engine (`radio_clean.casa._engine`) keeps what tclean keeps between cycles
+where that gives the same bits: the scratch images that did not change, the
+imager parameters, the synthesisimager that made the PSF, with its data
+selection and imaging weights, for the major cycles (standard and wproject
+gridders), and the PSF sidelobe level. Deconvolvers and the iteration
+controller are set up in every call (see `run_minor_cycle`). Every output is
+bit for bit what a fresh set-up gives (see `clear_engine_cache`).
 
 Parameters are tclean's, by name, and are turned into tool records by CASA's
 own ``ImagerParameters`` with tclean's defaults, so "the same parameters"
@@ -42,15 +51,15 @@ import functools
 import inspect
 import json
 import os
-import shutil
-import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import casatools
 import numpy as np
 
 from ..image import RadioImage
+from . import _engine
+from ._engine import Chain, Workspace, casa_calls, kind_base, scratch_workspace, value_digest
 from ._images import read_casa_image, write_casa_image
 from ._log import CasaError, casa_log_forwarded, reattach_casa_log
 
@@ -123,6 +132,10 @@ def preload_imager_helpers() -> None:
 def _check_weight_spectrum(selections: Sequence[MsSelection]) -> None:
     # With some MSs carrying WEIGHT_SPECTRUM and others not, CASA adds the column to the
     # ones without: that would modify input data, which radio_clean never does.
+    # The answer is kept per set of MSs, as they are on disk (their table.dat changes with a new column).
+    key = tuple((s.path, _modification_time(os.path.join(s.path, "table.dat"))) for s in selections)
+    if key in _engine.checked_measurement_sets:
+        return
     table = casatools.table()
     has_column = {}
     for selection in selections:
@@ -136,6 +149,16 @@ def _check_weight_spectrum(selections: Sequence[MsSelection]) -> None:
             f"{without}; radio_clean never modifies input data, so add the column to a copy first "
             "(e.g. with CASA's mstransform, usewtspectrum=True) and ingest that."
         )
+    if len(_engine.checked_measurement_sets) >= 256:
+        _engine.checked_measurement_sets.clear()
+    _engine.checked_measurement_sets.add(key)
+
+
+def _modification_time(path: str) -> int:
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return -1
 
 
 def _imager_parameters(selections: Sequence[MsSelection], imagename: str, parameters: Mapping[str, Any]):
@@ -179,49 +202,17 @@ def _imager_parameters(selections: Sequence[MsSelection], imagename: str, parame
     return imager_parameters
 
 
-class _Workspace:
-    """A scratch directory of CASA images named as tclean names them (img.psf, img.model.tt0...)."""
-
-    def __init__(self, directory: str) -> None:
-        self.imagename = os.path.join(directory, "img")
-
-    def path(self, kind: str) -> str:
-        return f"{self.imagename}.{kind}"
-
-    def put(self, images: Mapping[str, RadioImage]) -> None:
-        for kind, image in images.items():
-            write_casa_image(image, self.path(kind), overwrite=True)
-
-    def remove(self, kind: str) -> None:
-        shutil.rmtree(self.path(kind), ignore_errors=True)
-
-    def kinds(self) -> list[str]:
-        """Kinds of the images in the workspace (``psf``, ``model.tt1``...)."""
-        directory = os.path.dirname(self.imagename)
-        return sorted(name.removeprefix("img.") for name in os.listdir(directory) if name.startswith("img."))
-
-    def get(self, prefixes: Sequence[str]) -> dict[str, RadioImage]:
-        """Read every image whose kind starts with one of ``prefixes``."""
-        return {
-            kind: read_casa_image(self.path(kind))
-            for kind in self.kinds()
-            if any(kind == prefix or kind.startswith(prefix + ".") for prefix in prefixes)
-        }
-
-
-@contextlib.contextmanager
-def _workspace(images: Mapping[str, RadioImage] = {}) -> Iterator[_Workspace]:
-    directory = tempfile.mkdtemp(prefix="radio_clean-casa-")
-    try:
-        workspace = _Workspace(directory)
-        workspace.put(images)
-        yield workspace
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
+def _resolved(parameters: Mapping[str, Any]) -> dict[str, Any]:
+    # File names the user gave are relative to where they are; the tools run in the workspace.
+    parameters = dict(parameters)
+    for name in ("mask", "vptable"):
+        if parameters.get(name) and os.path.exists(parameters[name]):
+            parameters[name] = os.path.abspath(parameters[name])
+    return parameters
 
 
 class _Tools:
-    """Fresh synthesis tools set up for one step, closed when the step ends."""
+    """Synthesis tools set up for one step (or kept for a chain), closed together."""
 
     def __init__(self, parameters) -> None:
         self.parameters = parameters
@@ -249,6 +240,10 @@ class _Tools:
         deconvolver.setupdeconvolution(decpars=self.parameters.getDecPars()["0"])
         return deconvolver
 
+    def tools(self) -> list[Any]:
+        """The tools open now."""
+        return list(self._open)
+
     def close(self) -> None:
         for tool in reversed(self._open):
             tool.done()
@@ -256,28 +251,37 @@ class _Tools:
 
 
 @contextlib.contextmanager
-def _tools(selections: Sequence[MsSelection], workspace: _Workspace, parameters: Mapping[str, Any]):
-    # File names the user gave are relative to where they are; the tools run in the workspace.
-    parameters = dict(parameters)
-    for name in ("mask", "vptable"):
-        if parameters.get(name) and os.path.exists(parameters[name]):
-            parameters[name] = os.path.abspath(parameters[name])
-    tools = _Tools(_imager_parameters(selections, workspace.imagename, parameters))
-    # CASA writes scratch tables (IMAGING_WEIGHT_*, TempLattice*) into the working directory;
-    # keep them in the workspace, which is removed afterwards.
-    working_directory = os.getcwd()
-    os.chdir(os.path.dirname(workspace.imagename))
-    try:
-        with casa_log_forwarded():
+def _tools(selections: Sequence[MsSelection], workspace: Workspace, parameters: Mapping[str, Any]):
+    # Fresh tools for one step in a scratch workspace of its own (make_psf).
+    tools = _Tools(_imager_parameters(selections, workspace.imagename, _resolved(parameters)))
+    with casa_calls(workspace.directory):
+        try:
             yield tools
-    except CasaError:
-        raise
-    except RuntimeError as err:
-        raise CasaError(f"casatools failed: {err}") from err
-    finally:
-        with casa_log_forwarded():
+        finally:
             tools.close()
-        os.chdir(working_directory)
+
+
+@contextlib.contextmanager
+def _fresh_tools(chain: Chain, workspace: Workspace, selections: Sequence[MsSelection], parameters):
+    """Tools set up for this step only, in a workspace of the chain, with the chain's imager parameters."""
+    tools = _Tools(_chain_imager_parameters(chain, workspace, selections, parameters))
+    with casa_calls(workspace.directory):
+        try:
+            yield tools
+        finally:
+            tools.close()
+
+
+def _chain_imager_parameters(
+    chain: Chain, workspace: Workspace, selections: Sequence[MsSelection], parameters: Mapping[str, Any]
+):
+    # ImagerParameters depends on the parameters and the image name only (restart=True: no
+    # looking at images on disk), so one per set of parameters serves every call of the chain.
+    return chain.imager_parameters(
+        workspace,
+        value_digest(dict(parameters)),
+        lambda: _imager_parameters(selections, workspace.imagename, parameters),
+    )
 
 
 def _divides_in_python(parameters: Mapping[str, Any]) -> bool:
@@ -308,29 +312,168 @@ def make_psf(
         ``psf``, ``pb``, ``sumwt`` and, where CASA makes them, ``weight``
         (``psf.tt0``... for mtmfs), and ``gridwt`` if asked for. The PSF
         carries the fitted beam.
+
+    Notes
+    -----
+    Without ``weight_density``, the synthesisimager that made the PSF, with
+    the data selected and the imaging weights made, is kept with its images
+    for the major cycles of the same chain (see `run_major_cycle`).
     """
-    with _workspace() as workspace, _tools(selections, workspace, parameters) as tools:
-        imager, normalizer, deconvolver = tools.imager(), tools.normalizer(), tools.deconvolver()
-        if weight_density:
+    if weight_density:
+        # Its imager weighed the data for the density; major cycles of partitions set up their own.
+        with scratch_workspace() as workspace, _tools(selections, workspace, parameters) as tools:
+            imager, normalizer, deconvolver = tools.imager(), tools.normalizer(), tools.deconvolver()
             imager.getweightdensity()
-        imager.makepsf()
-        if _divides_in_python(parameters):
-            normalizer.gatherpsfweight()
-            normalizer.dividepsfbyweight()
-            normalizer.divideweightbysumwt()
-        deconvolver.checkrestoringbeam()
-        # For cubes with the standard gridder CASA makes the PB together with the PSF.
-        gridder, specmode = parameters.get("gridder", "standard"), parameters.get("specmode", "mfs")
-        cube_standard = "stand" in gridder and "cube" in specmode
-        if not cube_standard:
-            imager.makepb()
-        normalizer.normalizeprimarybeam()
-        tools.close()
+            _make_psf_images(parameters, imager, normalizer, deconvolver)
+            tools.close()
+            images = workspace.get(["psf", "pb", "sumwt", "weight"])
+            # Natural weighting has no density.
+            if os.path.exists(workspace.path("gridwt")):
+                images["gridwt"] = _read_weight_density(workspace.path("gridwt"))
+            return images
+    parameters = _resolved(parameters)
+    with _engine.new_chain() as chain:
+        workspace = chain.imaging
+        imager_parameters = _chain_imager_parameters(chain, workspace, selections, parameters)
+        imager_tools, step_tools = _Tools(imager_parameters), _Tools(imager_parameters)
+        with casa_calls(workspace.directory):
+            try:
+                imager = imager_tools.imager()
+                _make_psf_images(parameters, imager, step_tools.normalizer(), step_tools.deconvolver())
+                step_tools.close()
+                # Written out, so that the files on disk are what the tools see.
+                imager.unlockimages(0)
+            except BaseException:
+                step_tools.close()
+                imager_tools.close()
+                raise
         images = workspace.get(["psf", "pb", "sumwt", "weight"])
-        # Natural weighting has no density.
-        if weight_density and os.path.exists(workspace.path("gridwt")):
-            images["gridwt"] = _read_weight_density(workspace.path("gridwt"))
+        # The imager goes on to the major cycles of this chain, with CASA's images of what it
+        # returns, as tclean's does (tests/test_warm_engine.py checks that this gives the bits
+        # that a set-up from the returned images gives).
+        live = _ChainImager(_imager_key(parameters, None), imager_tools, workspace.directory, imager)
+        chain.kept["imager"] = live
+        if live.kept:
+            for kind, image in images.items():
+                workspace.adopt(kind, image)
+        else:
+            chain.drop("imager")
+        _engine.add_chain(chain, selections, parameters, images)
         return images
+
+
+def _make_psf_images(parameters: Mapping[str, Any], imager, normalizer, deconvolver) -> None:
+    imager.makepsf()
+    if _divides_in_python(parameters):
+        normalizer.gatherpsfweight()
+        normalizer.dividepsfbyweight()
+        normalizer.divideweightbysumwt()
+    deconvolver.checkrestoringbeam()
+    # For cubes with the standard gridder CASA makes the PB together with the PSF.
+    gridder, specmode = parameters.get("gridder", "standard"), parameters.get("specmode", "mfs")
+    cube_standard = "stand" in gridder and "cube" in specmode
+    if not cube_standard:
+        imager.makepb()
+    normalizer.normalizeprimarybeam()
+
+
+class _ChainImager:
+    """A synthesisimager kept for a chain: data selected, image defined, imaging weights made.
+
+    Parameters
+    ----------
+    key : `str`
+        Digest of what it was set up with (tclean parameters, weight density).
+    tools : `_Tools`
+        The tools, the imager among them.
+    directory : `str`
+        Its workspace directory (CASA's scratch tables for the imaging weights are there).
+    """
+
+    def __init__(self, key: str, tools: _Tools, directory: str, imager: Any = None) -> None:
+        self.key = key
+        self.directory = directory
+        self.calls = 0
+        """Major cycles run."""
+        self._tools = tools
+        self.parameters = tools.parameters
+        """Its ImagerParameters."""
+        self.imager = imager if imager is not None else tools.imager()
+        grid = tools.parameters.getGridPars()["0"]
+        self.kept = grid["gridder"] in _KEPT_IMAGER_GRIDDERS and grid.get("facets", 1) == 1
+        """Whether it is kept for the next call (only for gridders where that gives the same bits)."""
+
+    def tools(self) -> list[Any]:
+        return self._tools.tools()
+
+    def close(self) -> None:
+        with casa_calls(self.directory):
+            self._tools.close()
+
+
+# Gridders whose synthesisimager, kept between major cycles, gives the bits a fresh one gives
+# (checked by tests/test_warm_engine.py). With the mosaic gridder a kept imager's residuals
+# differ from a fresh one's at 1e-4 of the peak, so the others get a fresh imager every call.
+_KEPT_IMAGER_GRIDDERS = frozenset({"standard", "wproject"})
+
+
+def _chain_imager(
+    chain: Chain,
+    selections: Sequence[MsSelection],
+    parameters: Mapping[str, Any],
+    images: Mapping[str, RadioImage],
+    density: RadioImage | None,
+) -> _ChainImager:
+    """The chain's synthesisimager, with ``images`` in its workspace."""
+    workspace = chain.imaging
+    key = _imager_key(parameters, density)
+    live = chain.kept.get("imager")
+    if live is not None and (
+        live.key != key
+        # An image the imager holds open cannot be replaced, only have its pixels rewritten; the
+        # residual of the last call stays, the imager overwrites it.
+        or not workspace.update_in_place(
+            images,
+            may_rewrite=lambda kind: kind_base(kind) == "model",
+            may_stay=lambda kind: kind_base(kind) == "residual",
+        )
+    ):
+        chain.drop("imager")
+        live = None
+    if live is not None:
+        return live
+    # A new imager starts from freshly written images, as in a fresh process.
+    workspace.forget(workspace.kinds())
+    workspace.sync(images)
+    imager_parameters = _chain_imager_parameters(chain, workspace, selections, parameters)
+    with casa_calls(workspace.directory):
+        live = _ChainImager(key, _Tools(imager_parameters), workspace.directory)
+    chain.kept["imager"] = live
+    return live
+
+
+def _imager_key(parameters: Mapping[str, Any], density: RadioImage | None) -> str:
+    # What a synthesisimager is set up with: the tclean parameters and the weight density.
+    density_digest = None if density is None else _engine.images_digest({"gridwt": density})
+    return value_digest([value_digest(dict(parameters)), density_digest])
+
+
+def _check_constants_after(chain: Chain, kinds: Sequence[str], first_call: bool) -> None:
+    # The images every cycle shares must come out of a cycle as they went in, or the next
+    # cycle would not see what a fresh set-up sees. On its first call CASA's imager notes
+    # things in their headers (useweightimage in the sumwt's miscinfo), as it does in every
+    # fresh set-up before it reads them; that is taken as their state, a change of pixels never.
+    workspace = chain.imaging
+    written = workspace.written_files(kinds)
+    now = workspace.files_now(list(written))
+    changed = [kind for kind in written if now.get(kind) != written[kind]]
+    if not changed:
+        return
+    if first_call and all(now[kind].pixels == written[kind].pixels for kind in changed):
+        workspace.accept_files(changed)
+        return
+    chain.drop("imager")
+    workspace.forget(workspace.kinds())
 
 
 def run_major_cycle(
@@ -362,36 +505,63 @@ def run_major_cycle(
     -------
     residuals : `dict` [`str`, `RadioImage`]
         ``residual`` (``residual.tt0``... for mtmfs).
+
+    Notes
+    -----
+    The synthesisimager (data selection, image definition, imaging weights:
+    a pass over the visibilities) of the chain's `make_psf` or first major
+    cycle is kept for the next call, as tclean keeps it between major
+    cycles; the model's pixels are written into the image it holds open.
+    Not with the mosaic, awproject... gridders: a kept imager of those gives
+    other bits than a fresh one, so they get a fresh one every call.
     """
     density = images.get("gridwt")
     images = {kind: image for kind, image in images.items() if kind != "gridwt"}
+    parameters = _resolved(parameters)
+    chain_parameters = parameters
     if not normalize and not parameters.get("reffreq"):
         # A partition's own data would give its image another reference frequency (the
         # middle of its band in LSRK at its times); use that of all partitions.
         psf = images.get("psf", images.get("psf.tt0"))
         parameters = {**parameters, "reffreq": f"{float(psf.frequencies[0])!r}Hz"}
-    with _workspace(images) as workspace, _tools(selections, workspace, parameters) as tools:
-        imager, normalizer = tools.imager(), tools.normalizer()
-        if density is not None:
-            # As CASA's parallel continuum imaging does on each node: weigh this partition's
-            # data first (CASA refuses a density for data it has not weighed), then replace
-            # its density by that of all partitions.
-            imager.getweightdensity()
-            joint_density = os.path.join(os.path.dirname(workspace.imagename), "all.gridwt")
-            _write_weight_density(density, joint_density)
-            imager.setweightdensity(joint_density)
-        usemask = tools.parameters.getDecPars()["0"]["usemask"]
-        if _divides_in_python(parameters):
-            normalizer.dividemodelbyweight()
-            normalizer.scattermodel()
-        # lastcycle only matters for saving a model column, which radio_clean never does.
-        imager.executemajorcycle(controls={"lastcycle": False, "usemask": usemask})
-        if normalize and _divides_in_python(parameters):
-            normalizer.gatherresidual()
-            normalizer.divideresidualbyweight()
-            normalizer.multiplymodelbyweight()
-        tools.close()
-        return workspace.get(["residual"])
+    with _engine.warm_chain(selections, chain_parameters, images) as chain:
+        live = _chain_imager(chain, selections, parameters, images, density)
+        first_call = live.calls == 0
+        workspace = chain.imaging
+        tools = _Tools(live.parameters)
+        with casa_calls(workspace.directory):
+            try:
+                imager, normalizer = live.imager, tools.normalizer()
+                if density is not None and first_call:
+                    # As CASA's parallel continuum imaging does on each node: weigh this partition's
+                    # data first (CASA refuses a density for data it has not weighed), then replace
+                    # its density by that of all partitions.
+                    imager.getweightdensity()
+                    joint_density = os.path.join(workspace.directory, "all.gridwt")
+                    _write_weight_density(density, joint_density)
+                    imager.setweightdensity(joint_density)
+                usemask = tools.parameters.getDecPars()["0"]["usemask"]
+                if _divides_in_python(parameters):
+                    normalizer.dividemodelbyweight()
+                    normalizer.scattermodel()
+                # lastcycle only matters for saving a model column, which radio_clean never does.
+                imager.executemajorcycle(controls={"lastcycle": False, "usemask": usemask})
+                if normalize and _divides_in_python(parameters):
+                    normalizer.gatherresidual()
+                    normalizer.divideresidualbyweight()
+                    normalizer.multiplymodelbyweight()
+            finally:
+                tools.close()
+            # Written out, so that the files on disk are what the tools see.
+            imager.unlockimages(0)
+        live.calls += 1
+        residuals = workspace.get(["residual"])
+        if live.kept:
+            constants = [kind for kind in images if kind_base(kind) in _engine.CONSTANT_KINDS]
+            _check_constants_after(chain, constants, first_call)
+        else:
+            chain.drop("imager")
+        return residuals
 
 
 # The weight density's image header (CASA "miscinfo") holds the Briggs scale factors and
@@ -411,7 +581,7 @@ def _read_weight_density(path: str) -> RadioImage:
 
 
 def _write_weight_density(image: RadioImage, path: str) -> None:
-    write_casa_image(image.replace(provenance={}), path)
+    write_casa_image(image.replace(provenance={}), path, overwrite=True)
     miscinfo = json.loads(image.provenance[_MISCINFO_KEY])
     tool = casatools.image()
     tool.open(path)
@@ -443,15 +613,18 @@ def normalize_residual(
     residuals : `dict` [`str`, `RadioImage`]
         The normalized ``residual`` (``residual.tt0``... for mtmfs).
     """
-    with _workspace(images) as workspace, _tools(selections, workspace, parameters) as tools:
-        normalizer = tools.normalizer()
-        normalizer.gatherresidual()
-        normalizer.divideresidualbyweight()
-        tools.close()
+    parameters = _resolved(parameters)
+    with _engine.warm_chain(selections, parameters, images) as chain:
+        workspace = chain.deconvolution
+        workspace.sync(images)
+        with _fresh_tools(chain, workspace, selections, parameters) as tools:
+            normalizer = tools.normalizer()
+            normalizer.gatherresidual()
+            normalizer.divideresidualbyweight()
         return workspace.get(["residual"])
 
 
-def _add_pblimit_mask(workspace: _Workspace, pblimit: float) -> None:
+def _add_pblimit_mask(workspace: Workspace, pblimit: float) -> None:
     # CASA's normalizer gives the PB and residual a pixel mask where the PB is below pblimit,
     # and its auto-multithresh needs it; images that travelled as RadioImages have none.
     image = casatools.image()
@@ -472,7 +645,9 @@ def update_mask(
     Exact for masks that do not depend on earlier cycles (user masks, pb
     masks, no mask). For auto-multithresh, CASA keeps state in memory
     between cycles that a fresh tool does not have, so from the second
-    cycle on its masks can differ from tclean's.
+    cycle on its masks can differ from tclean's. (The deconvolver is set
+    up afresh in every call, warm engine or not, so that the masks do not
+    depend on which calls ran before in the process.)
 
     Parameters
     ----------
@@ -489,19 +664,23 @@ def update_mask(
     mask : `RadioImage`
         1 where the minor cycle may clean, 0 elsewhere.
     """
+    parameters = _resolved(parameters)
+    chain_parameters = parameters
     if "mask" in images:
         # The previous mask goes on from the image; CASA refuses a mask specification on top of it.
         parameters = {**parameters, "mask": ""}
-    with _workspace(images) as workspace, _tools(selections, workspace, parameters) as tools:
-        pblimit = tools.parameters.getNormPars()["0"]["pblimit"]
-        if pblimit > 0:
-            _add_pblimit_mask(workspace, pblimit)
-        deconvolver = tools.deconvolver()
-        deconvolver.checkrestoringbeam()
-        # A fresh deconvolver must load its images before it can make a mask.
-        deconvolver.initminorcycle()
-        deconvolver.setupmask()
-        tools.close()
+    with _engine.warm_chain(selections, chain_parameters, images) as chain:
+        workspace = chain.deconvolution
+        workspace.sync(images)
+        with _fresh_tools(chain, workspace, selections, parameters) as tools:
+            pblimit = tools.parameters.getNormPars()["0"]["pblimit"]
+            if pblimit > 0:
+                _add_pblimit_mask(workspace, pblimit)
+            deconvolver = tools.deconvolver()
+            deconvolver.checkrestoringbeam()
+            # A fresh deconvolver must load its images before it can make a mask.
+            deconvolver.initminorcycle()
+            deconvolver.setupmask()
         masks = workspace.get(["mask"])
     if "mask" not in masks:
         raise CasaError("CASA made no mask image; check usemask and mask.")
@@ -521,11 +700,23 @@ def psf_sidelobe_level(
         ``psf``, ``pb``, ``sumwt`` and a ``residual``.
     selections : `~collections.abc.Sequence` [`MsSelection`]
         The MeasurementSets (for the image definition only; not read).
+
+    Notes
+    -----
+    CASA computes the level from the PSF alone; it is measured once per
+    chain (parameters and PSF) and kept, as tclean's deconvolver keeps it.
     """
-    with _workspace(images) as workspace, _tools(selections, workspace, parameters) as tools:
-        record = tools.deconvolver().initminorcycle()
-        tools.close()
-    return float(record["maxpsfsidelobe"])
+    parameters = _resolved(parameters)
+    with _engine.warm_chain(selections, parameters, images) as chain:
+        levels = chain.kept.setdefault("psf_sidelobe_level", {})
+        key = value_digest(parameters)
+        if key not in levels:
+            workspace = chain.deconvolution
+            workspace.sync(images)
+            with _fresh_tools(chain, workspace, selections, parameters) as tools:
+                record = tools.deconvolver().initminorcycle()
+            levels[key] = float(record["maxpsfsidelobe"])
+        return levels[key]
 
 
 def _to_plain(value: Any) -> Any:
@@ -631,50 +822,68 @@ def run_minor_cycle(
     -------
     result : `MinorCycleResult`
         The new model, the updated history and tclean's summary.
+
+    Notes
+    -----
+    The deconvolver and the iteration controller are set up afresh in every
+    call, warm engine or not. A deconvolver kept from an earlier cycle
+    reports other records (``masksum`` -1 for a mask it has seen, the
+    ``nsigma`` of the last cycle), so the history would differ. casatools
+    keeps the iterbotsink's state per process, not per tool (a second
+    ``setupiteration`` is ignored, ``done`` on any resets it), so a kept one
+    would mix with other chains' and tclean's; the replay costs about a
+    millisecond.
     """
     history = IterationHistory(cycles=list(history.cycles))
     first_cycle = not history.cycles
+    parameters = _resolved(parameters)
+    chain_parameters = parameters
     if "mask" in images:
         # The mask image is this cycle's mask; CASA refuses a mask specification on top of it.
         parameters = {**parameters, "mask": ""}
     without_mask = {kind: image for kind, image in images.items() if kind != "mask"}
     inits = []
-    with _workspace(without_mask) as workspace, _tools(selections, workspace, parameters) as tools:
-        iteration_parameters = tools.parameters.getIterPars()
+    with _engine.warm_chain(selections, chain_parameters, images) as chain:
+        workspace = chain.deconvolution
+        workspace.sync(without_mask)
+        iteration_parameters = _chain_imager_parameters(
+            chain, workspace, selections, parameters
+        ).getIterPars()
         nmajor = iteration_parameters["nmajor"]
         reached_nmajor = nmajor >= 0 and len(history.cycles) >= nmajor
         controller = history.replay(iteration_parameters)
         try:
-            if first_cycle:
-                # tclean checks convergence once before making the first mask.
+            with _fresh_tools(chain, workspace, selections, parameters) as tools:
+                if first_cycle:
+                    # tclean checks convergence once before making the first mask.
+                    controller.resetminorcycleinfo()
+                    inits.append(tools.deconvolver().initminorcycle())
+                    controller.mergeinitrecord(inits[-1], 0)
+                    controller.cleanComplete(reachedMajorLimit=reached_nmajor)
+                    tools.close()
+                if "mask" in images:
+                    workspace.write("mask", images["mask"])
+                deconvolver = tools.deconvolver()
                 controller.resetminorcycleinfo()
-                inits.append(tools.deconvolver().initminorcycle())
+                inits.append(deconvolver.initminorcycle())
                 controller.mergeinitrecord(inits[-1], 0)
-                controller.cleanComplete(reachedMajorLimit=reached_nmajor)
-                tools.close()
-            if "mask" in images:
-                workspace.put({"mask": images["mask"]})
-            deconvolver = tools.deconvolver()
-            controller.resetminorcycleinfo()
-            inits.append(deconvolver.initminorcycle())
-            controller.mergeinitrecord(inits[-1], 0)
-            stopcode = controller.cleanComplete(reachedMajorLimit=reached_nmajor)
-            models: dict[str, RadioImage] = {}
-            if stopcode > 0:
-                history.converged, history.stopcode = True, int(stopcode)
-            else:
-                controls = controller.getminorcyclecontrols()
-                controller.resetminorcycleinfo()
-                executed = deconvolver.executeminorcycle(iterbotrecord=controls)
-                controller.mergeexecrecord(executed, 0)
-                history.cycles.append({"inits": _to_plain(inits), "exec": _to_plain(executed)})
-                if executed["iterdone"] == 0:
-                    # tclean stops when a minor cycle does nothing (e.g. an empty mask).
-                    history.converged = True
-                    history.stopcode = int(controller.cleanComplete(reachedMajorLimit=reached_nmajor))
-                tools.close()
-                models = workspace.get(["model"])
-            summary = _summary(controller.getiterationsummary(), history)
+                stopcode = controller.cleanComplete(reachedMajorLimit=reached_nmajor)
+                models: dict[str, RadioImage] = {}
+                if stopcode > 0:
+                    history.converged, history.stopcode = True, int(stopcode)
+                else:
+                    controls = controller.getminorcyclecontrols()
+                    controller.resetminorcycleinfo()
+                    executed = deconvolver.executeminorcycle(iterbotrecord=controls)
+                    controller.mergeexecrecord(executed, 0)
+                    history.cycles.append({"inits": _to_plain(inits), "exec": _to_plain(executed)})
+                    if executed["iterdone"] == 0:
+                        # tclean stops when a minor cycle does nothing (e.g. an empty mask).
+                        history.converged = True
+                        history.stopcode = int(controller.cleanComplete(reachedMajorLimit=reached_nmajor))
+                    tools.close()
+                    models = workspace.get(["model"])
+                summary = _summary(controller.getiterationsummary(), history)
         finally:
             controller.done()
     if not models:
@@ -716,10 +925,13 @@ def restore_images(
         ``image`` (and ``image.pbcor``; for mtmfs ``image.tt0``...,
         ``alpha``, ``alpha.error``).
     """
-    with _workspace(images) as workspace, _tools(selections, workspace, parameters) as tools:
-        deconvolver = tools.deconvolver()
-        deconvolver.restore()
-        if parameters.get("pbcor", False):
-            deconvolver.pbcor()
-        tools.close()
+    parameters = _resolved(parameters)
+    with _engine.warm_chain(selections, parameters, images) as chain:
+        workspace = chain.deconvolution
+        workspace.sync(images)
+        with _fresh_tools(chain, workspace, selections, parameters) as tools:
+            deconvolver = tools.deconvolver()
+            deconvolver.restore()
+            if parameters.get("pbcor", False):
+                deconvolver.pbcor()
         return workspace.get(["image", "alpha"])
