@@ -593,11 +593,12 @@ class CleanLoop:
         pipeline_graph = self._pipeline_graph(step)
         where, bind = self._chain_query(chains)
         # A step whose RUN exists was begun by an earlier, killed run: resume it.
-        resumed = not butler.collections.register(step.run, CollectionType.RUN)
-        if resumed and step.run not in butler.collections.get_info(self.output).children:
-            butler.collections.prepend_chain(self.output, step.run)
-        elif not resumed:
-            butler.collections.prepend_chain(self.output, step.run)
+        # One transaction: the registry writes a RUN in more than one statement, and a kill between
+        # them would leave a collection that is not a usable RUN.
+        with butler.transaction():
+            resumed = not butler.collections.register(step.run, CollectionType.RUN)
+            if not resumed or step.run not in butler.collections.get_info(self.output).children:
+                butler.collections.prepend_chain(self.output, step.run)
         pipeline_graph.resolve(butler.registry)
         self._register_dataset_types(butler, pipeline_graph, step)
         components = self._build_graph(butler, pipeline_graph, step, chains, where, bind, resumed)
