@@ -12,6 +12,7 @@ whose calls are interleaved, as channel chunks of a cube run in one process.
 
 import glob
 import os
+import subprocess
 
 import numpy as np
 import pytest
@@ -198,3 +199,18 @@ def test_cache_is_bounded(selections, monkeypatch):
     again = casa.run_major_cycle(selections, CLARK_PB_MASK, psf)
     assert len(casa._engine._chains) == 0
     np.testing.assert_array_equal(again["residual"].pixels, first["residual"].pixels)
+
+
+def test_scratch_of_dead_processes_is_removed(tmp_path, monkeypatch):
+    """Scratch left by a process killed outright goes when another process on the host makes a chain."""
+    monkeypatch.setattr(casa._engine.tempfile, "tempdir", str(tmp_path))
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    host = casa._engine._host()
+    stale = tmp_path / f"radio_clean-warm-{host}-{dead.pid}-abcdefgh"
+    (stale / "imaging").mkdir(parents=True)
+    alive = tmp_path / f"radio_clean-warm-{host}-{os.getppid()}-abcdefgh"
+    alive.mkdir()
+    casa._engine._remove_stale_scratch()
+    assert not stale.exists()
+    assert alive.exists()

@@ -26,8 +26,9 @@ recently used first out; 0 makes every call set up afresh and clean up after
 itself. A chain holds two copies of its constant images on disk (in the
 system's temporary directory) and a synthesisimager in memory: for large
 cubes, a smaller number may be wiser. Scratch directories go when a chain is
-dropped, at `clear_engine_cache` and at process exit; a forked child leaves
-its parent's alone.
+dropped, at `clear_engine_cache` and at process exit (multiprocessing
+workers included); a forked child leaves its parent's alone; the scratch of a
+process that was killed goes when the next process on the host makes a chain.
 """
 
 from __future__ import annotations
@@ -40,8 +41,11 @@ import contextlib
 import dataclasses
 import hashlib
 import logging
+import multiprocessing.util
 import os
+import re
 import shutil
+import socket
 import tempfile
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -458,8 +462,8 @@ class Chain:
 
     def __init__(self, key: str) -> None:
         self.key = key
-        self.directory = tempfile.mkdtemp(prefix="radio_clean-warm-")
         self.pid = os.getpid()
+        self.directory = tempfile.mkdtemp(prefix=f"{_SCRATCH_PREFIX}{_host()}-{self.pid}-")
         self.imaging = Workspace(os.path.join(self.directory, "imaging"))
         """Where the live synthesisimager grids; its images stay open between calls."""
         self.deconvolution = Workspace(os.path.join(self.directory, "deconvolution"))
@@ -503,10 +507,12 @@ class Chain:
         self.kept.clear()
 
 
+_SCRATCH_PREFIX = "radio_clean-warm-"
 _lock = threading.RLock()
 _chains: collections.OrderedDict[str, Chain] = collections.OrderedDict()
 _orphans: list[Chain] = []
 _hooks_registered = False
+_finalizer_pid: int | None = None
 
 checked_measurement_sets: set[Any] = set()
 """Sets of MeasurementSets (as they are on disk) found fit to be imaged together; cleared with the rest."""
@@ -521,11 +527,46 @@ def _chain_limit() -> int:
 
 
 def _register_hooks() -> None:
-    global _hooks_registered
+    global _hooks_registered, _finalizer_pid
     if not _hooks_registered:
         atexit.register(clear_engine_cache)
         os.register_at_fork(after_in_child=_forget_after_fork)
         _hooks_registered = True
+    if _finalizer_pid != os.getpid():
+        # multiprocessing's workers (pipetask -j, process pools) end with os._exit, which skips
+        # atexit; they run multiprocessing's own finalizers first, registered in each process.
+        multiprocessing.util.Finalize(None, clear_engine_cache, exitpriority=10)
+        _finalizer_pid = os.getpid()
+        _remove_stale_scratch()
+
+
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname()) or "host"
+
+
+def _remove_stale_scratch() -> None:
+    # A process killed outright leaves its scratch behind; the next one on this host removes it.
+    pattern = re.compile(rf"{re.escape(_SCRATCH_PREFIX)}{re.escape(_host())}-(\d+)-")
+    directory = tempfile.gettempdir()
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+    for name in names:
+        match = pattern.match(name)
+        if match is None or int(match.group(1)) == os.getpid() or _process_alive(int(match.group(1))):
+            continue
+        shutil.rmtree(os.path.join(directory, name), ignore_errors=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's
+        return True
+    return True
 
 
 def _forget_after_fork() -> None:
