@@ -42,7 +42,7 @@ import tempfile
 import time
 import traceback
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import lsst.pex.config as pexConfig
@@ -103,14 +103,13 @@ class DatasetMemo:
     """Datasets put or read in this process, kept in memory for the next step.
 
     Keyed by dataset ID, so an entry is the dataset itself, never a look-alike.
-    Entries of ``constant`` dataset types (MakePsf's images, the
-    MeasurementSets) stay; others are dropped once a step has passed in which
-    they were not used.
+    An entry is dropped once a whole step has passed without using it: what
+    every step reads (MakePsf's images, the MeasurementSets) stays while its
+    chain goes on, what a step made stays for the next one.
     """
 
-    def __init__(self, constant: Iterable[str] = ()) -> None:
+    def __init__(self) -> None:
         self._entries: dict[uuid.UUID, tuple[Any, int]] = {}
-        self._constant = set(constant)
         self.step = 0
 
     def __contains__(self, ref: DatasetRef) -> bool:
@@ -124,20 +123,10 @@ class DatasetMemo:
     def add(self, ref: DatasetRef, value: Any) -> None:
         if ref.datasetType.storageClass_name in _MEMO_STORAGE_CLASSES:
             self._entries[ref.id] = (value, self.step)
-            if ref.datasetType.name.startswith(tuple(self._constant)):
-                self._constant.add(ref.datasetType.name)
 
-    def mark_constant(self, dataset_type_names: Iterable[str]) -> None:
-        self._constant.update(dataset_type_names)
-
-    def next_step(self, constant_ids: Iterable[uuid.UUID] = ()) -> None:
-        """Start a new step; drop what the step before the one just finished last used."""
-        keep = set(constant_ids)
-        self._entries = {
-            dataset_id: (value, step)
-            for dataset_id, (value, step) in self._entries.items()
-            if step >= self.step or dataset_id in keep
-        }
+    def next_step(self) -> None:
+        """Start a new step; drop what the step just finished did not use."""
+        self._entries = {key: entry for key, entry in self._entries.items() if entry[1] >= self.step}
         self.step += 1
 
 
@@ -339,7 +328,6 @@ def _worker_main(tasks, results, butler_config: ButlerConfig, loop_pid: int) -> 
         graph_path, quantum_ids = task
         try:
             graph = PredictedQuantumGraph.read_execution_quanta(graph_path, quantum_ids)
-            memo.mark_constant(_constant_dataset_types(graph))
             with _step_butler(graph, quantum_ids, butler_config) as qbb:
                 results.put(_execute_quanta(graph, quantum_ids, qbb, memo))
             memo.next_step()
@@ -353,15 +341,6 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
-
-
-def _constant_dataset_types(graph: PredictedQuantumGraph) -> list[str]:
-    # MakePsf's images and the MeasurementSets are read by every step.
-    names = ["visibilities"]
-    for task_node in graph.pipeline_graph.tasks.values():
-        if task_node.task_class_name.endswith("MakePsfTask"):
-            names.extend(edge.dataset_type_name for edge in task_node.outputs.values())
-    return names
 
 
 class CleanLoop:
@@ -625,7 +604,6 @@ class CleanLoop:
             with _step_butler(graph, quantum_ids, self._butler_config) as qbb:
                 self._initialize_run(qbb, graph, step)
                 if pool is None:
-                    memo.mark_constant(_constant_dataset_types(graph))
                     outcomes = _execute_quanta(graph, quantum_ids, qbb, memo)
                     memo.next_step()
                 else:
