@@ -178,10 +178,12 @@ def test_interleaved_chains_are_their_cold_chains(selections, imager_count):
 
 def test_clear_engine_cache_removes_scratch(selections):
     """The scratch directories of the engine go with clear_engine_cache (as at process exit)."""
-    before = set(glob.glob(os.path.join(casa._engine.tempfile.gettempdir(), "radio_clean-warm-*")))
+    # This process's scratch only: other test processes (pytest -n) make theirs at the same time.
+    pattern = os.path.join(casa._engine.tempfile.gettempdir(), f"radio_clean-warm-*-{os.getpid()}-*")
+    before = set(glob.glob(pattern))
     psf = casa.make_psf(selections, CLARK_PB_MASK)
     casa.run_major_cycle(selections, CLARK_PB_MASK, psf)
-    made = set(glob.glob(os.path.join(casa._engine.tempfile.gettempdir(), "radio_clean-warm-*"))) - before
+    made = set(glob.glob(pattern)) - before
     assert len(made) == 1
     casa.clear_engine_cache()
     assert not any(os.path.exists(path) for path in made)
