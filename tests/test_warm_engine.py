@@ -19,6 +19,7 @@ import pytest
 
 import radio_clean  # noqa: F401  (sets up casatools before anything imports it)
 from radio_clean import casa
+from radio_clean._scratch import remove_stale_scratch, scratch_host
 from radio_clean.casa import IterationHistory, _synthesis, read_ms_info
 from radio_clean.ms import MeasurementSetHandle
 from radio_clean.tasks.base import ms_selections
@@ -208,11 +209,11 @@ def test_scratch_of_dead_processes_is_removed(tmp_path, monkeypatch):
     monkeypatch.setattr(casa._engine.tempfile, "tempdir", str(tmp_path))
     dead = subprocess.Popen(["true"])
     dead.wait()
-    host = casa._engine._host()
+    host = scratch_host()
     stale = tmp_path / f"radio_clean-warm-{host}-{dead.pid}-abcdefgh"
     (stale / "imaging").mkdir(parents=True)
     alive = tmp_path / f"radio_clean-warm-{host}-{os.getppid()}-abcdefgh"
     alive.mkdir()
-    casa._engine._remove_stale_scratch()
+    remove_stale_scratch("radio_clean-warm-")
     assert not stale.exists()
     assert alive.exists()

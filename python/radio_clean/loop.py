@@ -64,6 +64,7 @@ from lsst.pipe.base.caching_limited_butler import CachingLimitedButler
 from lsst.pipe.base.quantum_graph import PredictedQuantumGraph
 from lsst.pipe.base.single_quantum_executor import SingleQuantumExecutor
 
+from ._scratch import make_scratch_dir, process_alive, remove_stale_scratch
 from .cycle_graph import NextCycleGraphBuilder, UnknownInputError
 from .image import RadioImage
 from .parameters import CleanParametersConfig
@@ -73,6 +74,9 @@ _log = logging.getLogger(__name__)
 
 _CHAIN_DIMENSIONS = ("instrument", "field", "band", "channel_chunk")
 """Dimensions that tell chains apart (``channel_chunk`` only in the cube pipeline)."""
+
+_GRAPH_SCRATCH_PREFIX = "radio_clean-graphs-"
+"""Scratch of the step graphs handed to worker processes."""
 
 _MEMO_STORAGE_CLASSES = frozenset({"RadioImage", "StructuredDataDict", "AutoMaskState", "MeasurementSet"})
 """What `DatasetMemo` keeps in memory: the images and states the next step reads (not logs, metadata)."""
@@ -319,7 +323,7 @@ def _worker_main(tasks, results, butler_config: ButlerConfig, loop_pid: int) -> 
         try:
             task = tasks.get(timeout=1.0)
         except queue.Empty:
-            if not _alive(loop_pid):
+            if not process_alive(loop_pid):
                 # The loop's process is gone (killed): nobody will read what this one makes.
                 return
             continue
@@ -333,14 +337,6 @@ def _worker_main(tasks, results, butler_config: ButlerConfig, loop_pid: int) -> 
             memo.next_step()
         except BaseException:
             results.put(traceback.format_exc())
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 class CleanLoop:
@@ -415,7 +411,9 @@ class CleanLoop:
             self._pipeline_graph(_Step(subset, "", 1, 2))
         pool = _WorkerPool(self.jobs, self._butler_config) if self.jobs > 1 else None
         memo = self._memo
-        scratch = tempfile.mkdtemp(prefix="radio_clean-graphs-") if pool else None
+        if pool:
+            remove_stale_scratch(_GRAPH_SCRATCH_PREFIX)
+        scratch = make_scratch_dir(_GRAPH_SCRATCH_PREFIX) if pool else None
         try:
             with Butler.from_config(self.repo, writeable=True) as butler:
                 return self._run(butler, memo, pool, scratch)

@@ -43,9 +43,7 @@ import hashlib
 import logging
 import multiprocessing.util
 import os
-import re
 import shutil
-import socket
 import tempfile
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -54,6 +52,7 @@ from typing import Any
 import casatools
 import numpy as np
 
+from .._scratch import make_scratch_dir, remove_stale_scratch
 from ..image import Beam, PlaneBeams, RadioImage
 from ._images import read_casa_image, write_casa_image
 from ._log import CasaError, casa_log_forwarded
@@ -463,7 +462,7 @@ class Chain:
     def __init__(self, key: str) -> None:
         self.key = key
         self.pid = os.getpid()
-        self.directory = tempfile.mkdtemp(prefix=f"{_SCRATCH_PREFIX}{_host()}-{self.pid}-")
+        self.directory = make_scratch_dir(_SCRATCH_PREFIX)
         self.imaging = Workspace(os.path.join(self.directory, "imaging"))
         """Where the live synthesisimager grids; its images stay open between calls."""
         self.deconvolution = Workspace(os.path.join(self.directory, "deconvolution"))
@@ -537,36 +536,7 @@ def _register_hooks() -> None:
         # atexit; they run multiprocessing's own finalizers first, registered in each process.
         multiprocessing.util.Finalize(None, clear_engine_cache, exitpriority=10)
         _finalizer_pid = os.getpid()
-        _remove_stale_scratch()
-
-
-def _host() -> str:
-    return re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname()) or "host"
-
-
-def _remove_stale_scratch() -> None:
-    # A process killed outright leaves its scratch behind; the next one on this host removes it.
-    pattern = re.compile(rf"{re.escape(_SCRATCH_PREFIX)}{re.escape(_host())}-(\d+)-")
-    directory = tempfile.gettempdir()
-    try:
-        names = os.listdir(directory)
-    except OSError:
-        return
-    for name in names:
-        match = pattern.match(name)
-        if match is None or int(match.group(1)) == os.getpid() or _process_alive(int(match.group(1))):
-            continue
-        shutil.rmtree(os.path.join(directory, name), ignore_errors=True)
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's
-        return True
-    return True
+        remove_stale_scratch(_SCRATCH_PREFIX)
 
 
 def _forget_after_fork() -> None:

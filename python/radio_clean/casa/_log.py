@@ -15,6 +15,8 @@ from collections.abc import Iterator
 
 import casatools
 
+from .._scratch import make_scratch_dir, remove_stale_scratch
+
 __all__ = ["CasaError", "casa_log_forwarded", "forward_casa_log", "reattach_casa_log"]
 
 _casa_log = logging.getLogger("radio_clean.casa")
@@ -34,6 +36,9 @@ _SILENCED_CASA_MESSAGES = (
 )
 
 
+_SCRATCH_PREFIX = "radio_clean-casalog-"
+
+
 class CasaError(RuntimeError):
     """A casatools operation failed; the message says what and on which input."""
 
@@ -47,7 +52,10 @@ class _CasaLogForwarder:
     """
 
     def __init__(self) -> None:
-        self._dir = tempfile.mkdtemp(prefix="radio_clean-casalog-")
+        # Processes that end with os._exit (forkserver, bps and pipetask workers) or are killed
+        # cannot remove theirs; the next process does.
+        remove_stale_scratch(_SCRATCH_PREFIX)
+        self._dir = make_scratch_dir(_SCRATCH_PREFIX)
         self._owner = os.getpid()
         self._path = os.path.join(self._dir, "casa.log")
         self._offset = 0
