@@ -287,24 +287,21 @@ class Workspace:
         write_casa_image(image, path, overwrite=True)
         self._written[kind] = _Written(digest or ImageDigest.of(image), FilesDigest.of(path))
 
-    def is_current(self, kind: str, digest: ImageDigest) -> bool:
-        """Whether the image of this kind holds ``digest``'s content, untouched since it was written."""
-        written = self._written.get(kind)
-        if written is None or written.image != digest or not os.path.isdir(self.path(kind)):
-            return False
-        return FilesDigest.of(self.path(kind)).full == written.files.full
-
-    def sync(self, images: Mapping[str, RadioImage]) -> None:
+    def sync(self, images: Mapping[str, RadioImage], *, may_stay: Sequence[str] = ()) -> None:
         """Make the workspace hold exactly ``images``, as if they had just been written.
 
-        Anything else in the directory goes; an image already there with the
-        same content and untouched since it was written stays; the others are
-        written.
+        Anything else in the directory goes, but for the kinds in
+        ``may_stay`` (to be rewritten with `put` before use); an image already there with the
+        same content and untouched since it was written stays; one that
+        differs only in its pixels gets the new pixels (a third of the cost
+        of a new CASA image); the others are written. Only for images no
+        live tool holds open (see `update_in_place`).
         """
         digests = {kind: ImageDigest.of(image) for kind, image in images.items()}
-        keep = {f"img.{kind}" for kind in images if self.is_current(kind, digests[kind])}
         for name in os.listdir(self.directory):
-            if name in keep:
+            if name.startswith("img.") and (
+                name.removeprefix("img.") in images or name.removeprefix("img.") in may_stay
+            ):
                 continue
             path = os.path.join(self.directory, name)
             if os.path.isdir(path) and not os.path.islink(path):
@@ -313,8 +310,28 @@ class Workspace:
                 os.remove(path)
             self._written.pop(name.removeprefix("img."), None)
         for kind, image in images.items():
-            if f"img.{kind}" not in keep:
-                self.write(kind, image, digests[kind])
+            self.put(kind, image, digests[kind])
+
+    def put(self, kind: str, image: RadioImage, digest: ImageDigest | None = None) -> None:
+        """Make the image of this kind hold ``image``: kept, its pixels rewritten, or written anew."""
+        digest = digest or ImageDigest.of(image)
+        action = self._action(kind, digest)
+        if action == "pixels":
+            self._put_pixels(kind, image, digest)
+        elif action == "write":
+            self.write(kind, image, digest)
+
+    def _action(self, kind: str, digest: ImageDigest) -> str:
+        """How to bring the image of this kind to ``digest``: ``keep``, ``pixels`` or ``write``."""
+        written = self._written.get(kind)
+        if written is None or not os.path.isdir(self.path(kind)):
+            return "write"
+        files = FilesDigest.of(self.path(kind))
+        if written.image == digest and files.full == written.files.full:
+            return "keep"
+        if written.image.metadata == digest.metadata and files.metadata == written.files.metadata:
+            return "pixels"
+        return "write"
 
     def update_in_place(
         self,
@@ -350,19 +367,12 @@ class Workspace:
             if kind not in present:
                 plan.append(("write", kind, digest))
                 continue
-            written = self._written.get(kind)
-            if written is None:
+            if kind not in self._written:
                 return False
-            files = FilesDigest.of(self.path(kind))
-            if written.image == digest and files.full == written.files.full:
-                continue
-            if (
-                may_rewrite(kind)
-                and written.image.metadata == digest.metadata
-                and files.metadata == written.files.metadata
-            ):
+            action = self._action(kind, digest)
+            if action == "pixels" and may_rewrite(kind):
                 plan.append(("pixels", kind, digest))
-            else:
+            elif action != "keep":
                 return False
         for action, kind, digest in plan:
             if action == "write":

@@ -60,6 +60,7 @@ import numpy as np
 from ..image import RadioImage
 from . import _engine
 from ._engine import Chain, Workspace, casa_calls, kind_base, scratch_workspace, value_digest
+from ._casatasks import casatasks_package
 from ._images import read_casa_image, write_casa_image
 from ._log import CasaError, casa_log_forwarded, reattach_casa_log
 
@@ -97,21 +98,20 @@ class MsSelection:
 
 @functools.cache
 def _casatasks_imager_parameters() -> tuple[Any, Any]:
-    from casatasks import casalog
+    casatasks = casatasks_package()
     from casatasks.private.imagerhelpers.input_parameters import ImagerParameters, sanitize_tclean_inputs
 
     # Importing casatasks points CASA's log at a file of its own; take it back.
-    reattach_casa_log(casalog)
+    reattach_casa_log(casatasks.casalog)
     return ImagerParameters, sanitize_tclean_inputs
 
 
 @functools.cache
 def tclean_defaults() -> dict[str, Any]:
     """Return tclean's default value of every parameter a user may set."""
-    from casatasks import casalog, tclean
-
-    reattach_casa_log(casalog)
-    signature = inspect.signature(tclean.__call__)
+    casatasks = casatasks_package()
+    reattach_casa_log(casatasks.casalog)
+    signature = inspect.signature(casatasks.tclean.__call__)
     return {
         name: parameter.default
         for name, parameter in signature.parameters.items()
@@ -845,7 +845,8 @@ def run_minor_cycle(
     inits = []
     with _engine.warm_chain(selections, chain_parameters, images) as chain:
         workspace = chain.deconvolution
-        workspace.sync(without_mask)
+        # A mask from the cycle before may stay: its pixels are rewritten below, before it is read.
+        workspace.sync(without_mask, may_stay=("mask",) if "mask" in images and not first_cycle else ())
         iteration_parameters = _chain_imager_parameters(
             chain, workspace, selections, parameters
         ).getIterPars()
@@ -862,7 +863,7 @@ def run_minor_cycle(
                     controller.cleanComplete(reachedMajorLimit=reached_nmajor)
                     tools.close()
                 if "mask" in images:
-                    workspace.write("mask", images["mask"])
+                    workspace.put("mask", images["mask"])
                 deconvolver = tools.deconvolver()
                 controller.resetminorcycleinfo()
                 inits.append(deconvolver.initminorcycle())
