@@ -59,8 +59,8 @@ import numpy as np
 
 from ..image import RadioImage
 from . import _engine
-from ._engine import Chain, Workspace, casa_calls, kind_base, scratch_workspace, value_digest
 from ._casatasks import casatasks_package
+from ._engine import Chain, Workspace, casa_calls, kind_base, scratch_workspace, value_digest
 from ._images import read_casa_image, write_casa_image
 from ._log import CasaError, casa_log_forwarded, reattach_casa_log
 
