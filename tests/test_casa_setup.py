@@ -121,3 +121,34 @@ def test_forked_processes_forward_only_their_own_casa_messages(tmp_path):
     assert sorted("second" in message for message in by_process.values()) == [False, True]
     log_dir = [line for line in result.stdout.splitlines() if line.startswith("LOGDIR")][0].split()[1]
     assert not os.path.exists(log_dir)
+
+
+def test_casatasks_imported_task_by_task(tmp_path):
+    # radio_clean imports tclean's helpers without casatasks' other tasks; a script that then uses
+    # casatasks gets the tasks and the whole package as if it had imported it first.
+    result = _run_python(
+        """
+        import logging, sys
+        logging.basicConfig(level=logging.INFO, format="%(name)s|%(levelname)s|%(message)s")
+        from radio_clean.casa._synthesis import preload_imager_helpers, tclean_defaults
+        import radio_clean.casa as casa
+        preload_imager_helpers()
+        print("DEFAULT", tclean_defaults()["cyclefactor"])
+        print("LOADED", "casatasks.applycal" in sys.modules, "casatasks.private.task_tclean" in sys.modules)
+        from casatasks import applycal, tclean
+        print("TASKS", type(tclean).__name__, type(applycal).__name__)
+        import casatasks
+        print("VERSION", casatasks.version_string())
+        casatasks.casalog.post("hello from a script")
+        casa.forward_casa_log()
+        """,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = dict(line.split(" ", 1) for line in result.stdout.splitlines())
+    assert lines["DEFAULT"] == "1.0"
+    assert lines["LOADED"] == "False True"
+    assert lines["TASKS"] == "_tclean _applycal"
+    assert lines["VERSION"].startswith("6.")
+    # Completing the package kept CASA's log going to Python logging.
+    assert "radio_clean.casa|INFO|::casa: hello from a script" in result.stderr
