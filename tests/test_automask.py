@@ -25,6 +25,7 @@ from radio_clean.automask import (
     PlaneStatistics,
     auto_multithresh,
     chauvenet_statistics,
+    fft_convolve_same,
     gaussian_kernel,
     grow_mask,
     plane_statistics,
@@ -107,6 +108,22 @@ def test_prune_regions_four_connected():
     assert n_removed == 3 and pruned.sum() == 5
     assert prune_regions(mask, 0.0)[0].sum() == mask.sum()
     assert prune_regions(np.zeros((4, 4), dtype=bool), 3.0)[1:] == (0, 0)
+
+
+@pytest.mark.parametrize(
+    "image_shape, kernel_shape",
+    [((37, 53), (9, 9)), ((1, 40), (7, 7)), ((40, 1), (7, 7)), ((16, 16), (1, 1)), ((5, 5), (11, 11))],
+)
+def test_fft_convolve_same_equals_scipy_signal(image_shape, kernel_shape):
+    from scipy import signal
+
+    rng = np.random.default_rng(7)
+    image = (rng.random(image_shape) > 0.7).astype(np.float32)
+    kernel = rng.random(kernel_shape).astype(np.float32)
+    expected = signal.fftconvolve(image, kernel, mode="same")
+    got = fft_convolve_same(image, kernel)
+    assert got.dtype == expected.dtype
+    np.testing.assert_array_equal(got, expected)
 
 
 def test_gaussian_kernel_shape_and_orientation():

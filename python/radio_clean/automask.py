@@ -51,6 +51,7 @@ __all__ = [
     "PlaneThresholds",
     "auto_multithresh",
     "chauvenet_statistics",
+    "fft_convolve_same",
     "gaussian_kernel",
     "grow_mask",
     "plane_statistics",
@@ -517,13 +518,46 @@ def smooth_and_cut(
     y0, y1 = max(rows[0] - half, 0), min(rows[-1] + half + 1, mask.shape[0])
     x0, x1 = max(cols[0] - half, 0), min(cols[-1] + half + 1, mask.shape[1])
     box = mask[y0:y1, x0:x1].astype(np.float32)
-    from scipy import signal  # ~0.2 s to import; only the smoothing step needs it
-
-    smoothed = signal.fftconvolve(box, kernel.astype(np.float32), mode="same")
+    smoothed = fft_convolve_same(box, kernel.astype(np.float32))
     cut = np.float32(cutthreshold) * np.float32(smoothed.max())
     out = np.zeros(mask.shape, dtype=bool)
     out[y0:y1, x0:x1] = threshold_mask(smoothed, float(cut))
     return out
+
+
+def fft_convolve_same(image: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """Return ``scipy.signal.fftconvolve(image, kernel, mode="same")``, the very same numbers.
+
+    The same scipy.fft calls in the same order, without importing
+    scipy.signal (about a second, more than the rest of the CLEAN run's
+    imports of scipy together).
+
+    Parameters
+    ----------
+    image, kernel : `numpy.ndarray`
+        Real arrays of equal dimensionality.
+
+    Returns
+    -------
+    convolved : `numpy.ndarray`
+        ``image`` convolved with ``kernel``, of the shape of ``image``.
+    """
+    from scipy import fft
+
+    # fftconvolve transforms only the axes along which both arrays are longer than one.
+    axes = [axis for axis in range(image.ndim) if image.shape[axis] != 1 and kernel.shape[axis] != 1]
+    shape = [
+        image.shape[axis] + kernel.shape[axis] - 1 if axis in axes else max(image.shape[axis], kernel.shape[axis])
+        for axis in range(image.ndim)
+    ]
+    if axes:
+        fast_shape = [fft.next_fast_len(shape[axis], True) for axis in axes]
+        product = fft.rfftn(image, fast_shape, axes=axes) * fft.rfftn(kernel, fast_shape, axes=axes)
+        full = fft.irfftn(product, fast_shape, axes=axes)[tuple(slice(length) for length in shape)]
+    else:
+        full = image * kernel
+    start = (np.array(full.shape) - np.array(image.shape)) // 2
+    return full[tuple(slice(s, s + n) for s, n in zip(start, image.shape))].copy()
 
 
 def grow_mask(seed: np.ndarray, constraint: np.ndarray, iterations: int) -> np.ndarray:

@@ -15,7 +15,7 @@ import lsst.daf.butler.registry.sql_registry  # noqa: F401
 import matplotlib.colors  # noqa: F401
 import matplotlib.figure  # noqa: F401
 import matplotlib.patches  # noqa: F401
-import scipy.signal  # noqa: F401
+import scipy.fft  # noqa: F401
 import sqlalchemy.dialects.sqlite  # noqa: F401
 from lsst.daf.butler import StorageClassConfig, StorageClassFactory
 
