@@ -88,6 +88,7 @@ def test_chunked_cube_matches_serial_tclean(ngc5921_chunked):
     summary = json.loads((directory / "export" / "summary.json").read_text())
     assert serial_summary["stopcode"] == 2
     assert [chunk["stopcode"] for chunk in summary["channel_chunks"]] == [2] * len(CHUNK_RANGES)
+    assert summary["stopcode"] == 2 and summary["converged"]
     assert [chunk["channels"] for chunk in summary["channel_chunks"]] == [[a, b - 1] for a, b in CHUNK_RANGES]
 
 
@@ -158,7 +159,7 @@ def test_jobs_run_every_chunk_to_its_own_stop(ngc5921_chunked):
                 cycle: f"{output}/start" if cycle == 1 else f"{output}/cycle{cycle - 1:03d}"
                 for cycle in range(1, final + 1)
             }, chunk
-            assert butler.get(f"cube_summary_c{final}", channel_chunk=chunk, **_chain(run))["converged"]
+            assert butler.get(f"cube_summary_c{final}", channel_chunk=chunk, **_chain(run))["stopped"]
             assert images[chunk] == f"{output}/finish{final:03d}", chunk
     # One RUN per step: start, a cycle step while any chunk went on, a finish step per final cycle.
     assert runs == (

@@ -100,6 +100,22 @@ CASES = {
         },
         automask="numpy",
     ),
+    # minpercentchange >= 0: masking stops in a channel once the global threshold is reached and
+    # the mask hardly changes, which needs the controller's thresholdreached of the cycle before.
+    "3c273-hogbom-automask-minpercentchange": Case(
+        "3c273",
+        {
+            **_3C273,
+            "niter": 2000,
+            "threshold": "20mJy",
+            "deconvolver": "hogbom",
+            "weighting": "briggs",
+            "robust": 0.5,
+            "usemask": "auto-multithresh",
+            "minpercentchange": 10.0,
+        },
+        automask="numpy",
+    ),
     "3c273-hogbom-briggs-automask-casatools": Case(
         "3c273",
         {
@@ -270,6 +286,12 @@ def test_parity_with_tclean(name, demo_ms_dir, tmp_path, monkeypatch, request):
             failures.append(f"{key}: max |ours - tclean| = {value:.3g} (limit {limit:g})")
     if ours_summary["stopcode"] != tclean_summary["stopcode"]:
         failures.append(f"stop code {ours_summary['stopcode']} != tclean's {tclean_summary['stopcode']}")
+    ours_thresholds = [cycle["controls"]["cyclethreshold"] for cycle in ours_summary["history"]["cycles"]]
+    tclean_thresholds = _tclean_cycle_thresholds(summary)
+    if not np.allclose(ours_thresholds, tclean_thresholds, rtol=1e-5, atol=0):
+        failures.append(f"cycle thresholds {ours_thresholds} != tclean's {tclean_thresholds}")
+    elif ours_thresholds and ours_summary["cyclethreshold"] != ours_thresholds[-1]:
+        failures.append(f"summary cyclethreshold {ours_summary['cyclethreshold']} is not the last cycle's")
     if ours_summary["nmajordone"] != tclean_summary["nmajordone"]:
         failures.append(f"nmajordone {ours_summary['nmajordone']} != tclean's {tclean_summary['nmajordone']}")
     if not abs(ours_summary["iterdone"] - tclean_summary["iterdone"]) <= 0.01 * tclean_summary["iterdone"]:
@@ -326,6 +348,12 @@ def test_parity_with_tclean(name, demo_ms_dir, tmp_path, monkeypatch, request):
             f"final masks differ in {int((mine['mask'] != theirs['mask']).sum())} pixels "
             f"(ours {int(mine['mask'].sum())}, tclean {int(theirs['mask'].sum())})"
         )
+
+
+def _tclean_cycle_thresholds(summary):
+    """The cycle threshold of each of tclean's minor cycles, from its summaryminor (first plane)."""
+    plane = summary["summaryminor"][0][0][0]
+    return [float(value) for value in plane["cycleThresh"]]
 
 
 def _check_mask_meaning(parameters, mine, theirs):

@@ -89,7 +89,7 @@ def _chain_steps(selections, parameters, products, max_cycles=3):
         products[f"summary_c{cycle}"] = result.summary
         products[f"history_c{cycle}"] = history.to_dict()
         yield
-        if history.converged:
+        if history.stopped:
             break
         residual = products[f"residual_c{cycle}"] = casa.run_major_cycle(
             selections, parameters, {**psf, **model}

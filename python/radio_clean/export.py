@@ -193,11 +193,15 @@ def export_cube_products(
         }
         for _, record, summary in chunks
     ]
+    # The chunks ran as separate tclean runs; the run's stop code is that of the chunk that took
+    # the most major cycles (the one that decided when the cube was done).
+    longest = max(per_chunk, key=lambda chunk: (chunk["nmajordone"], chunk["iterdone"]))
     summary = {
         "field": data_id["field"],
         "band": data_id["band"],
         "iterdone": sum(chunk["iterdone"] for chunk in per_chunk),
-        "nmajordone": max(chunk["nmajordone"] for chunk in per_chunk),
+        "nmajordone": longest["nmajordone"],
+        "stopcode": longest["stopcode"],
         "stop_reason": "; ".join(sorted({chunk["stop_reason"] for chunk in per_chunk})),
         "converged": all(chunk["converged"] for chunk in per_chunk),
         "channel_chunks": per_chunk,

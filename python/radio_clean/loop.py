@@ -438,10 +438,10 @@ class CleanLoop:
         cycle = 1
         while active:
             summaries.update(self._summaries(butler, active, cycle))
-            going_on = [chain for chain in active if not summaries[chain]["converged"]]
+            going_on = [chain for chain in active if not summaries[chain]["stopped"]]
             for chain in active:
                 summary = summaries[chain]
-                if summary["converged"]:
+                if summary["stopped"]:
                     _log.info(
                         "%s: %s (stop code %d) after %d iterations and %d major cycles.",
                         _describe(chain), summary["stop_reason"], summary["stopcode"],

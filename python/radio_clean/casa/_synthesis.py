@@ -77,6 +77,8 @@ STOP_REASONS = {
     8: "any combination of n-sigma and other valid exit criterion",
     9: "reached nmajor",
 }
+# Stop codes that mean a convergence criterion was met (a threshold), not a limit or a divergence.
+CONVERGED_STOP_CODES = frozenset({2, 8})
 
 # tclean parameters that radio_clean sets itself (inputs, outputs, execution).
 _NOT_USER_PARAMETERS = frozenset(
@@ -748,24 +750,27 @@ class IterationHistory:
 
     ``cycles[i]`` holds the records of minor cycle ``i + 1``: ``inits`` (the
     peak-residual/mask records merged before it; two in the first cycle,
-    before and after the first mask) and ``exec`` (what the minor cycle
-    did). Replaying them into a new iterbotsink gives the controller
+    before and after the first mask), ``controls`` (what the controller told
+    the minor cycle: cycle threshold, cycle iterations, whether the global
+    threshold was reached) and ``exec`` (what the minor cycle did). Replaying them into a new iterbotsink gives the controller
     tclean's exact state. Stored as plain data in the per-cycle summary.
     """
 
     cycles: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     stopcode: int = 0
-    converged: bool = False
+    stopped: bool = False
+    """CLEAN has stopped, for whatever reason (``stopcode`` says which)."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"cycles": _to_plain(self.cycles), "stopcode": self.stopcode, "converged": self.converged}
+        return {"cycles": _to_plain(self.cycles), "stopcode": self.stopcode, "stopped": self.stopped}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> IterationHistory:
         return cls(
             cycles=list(data.get("cycles", [])),
             stopcode=int(data["stopcode"]),
-            converged=bool(data["converged"]),
+            # "converged" in summaries written before 2026-12: it meant stopped.
+            stopped=bool(data["stopped"] if "stopped" in data else data["converged"]),
         )
 
     def replay(self, iteration_parameters: Mapping[str, Any]):
@@ -791,7 +796,7 @@ class MinorCycleResult:
     """What one call of `run_minor_cycle` decided and made."""
 
     history: IterationHistory
-    """The history including this cycle (converged and stopcode set if it stopped)."""
+    """The history including this cycle (``stopped`` and ``stopcode`` set if CLEAN stopped)."""
     models: dict[str, RadioImage]
     """``model`` (``model.tt0``... for mtmfs) after this cycle; the input model if nothing was done."""
     summary: dict[str, Any]
@@ -804,7 +809,7 @@ def run_minor_cycle(
     history: IterationHistory,
     selections: Sequence[MsSelection],
 ) -> MinorCycleResult:
-    """Check convergence as tclean does and, if not converged, run one minor cycle.
+    """Check whether CLEAN stops as tclean does and, if not, run one minor cycle.
 
     Parameters
     ----------
@@ -871,16 +876,18 @@ def run_minor_cycle(
                 stopcode = controller.cleanComplete(reachedMajorLimit=reached_nmajor)
                 models: dict[str, RadioImage] = {}
                 if stopcode > 0:
-                    history.converged, history.stopcode = True, int(stopcode)
+                    history.stopped, history.stopcode = True, int(stopcode)
                 else:
                     controls = controller.getminorcyclecontrols()
                     controller.resetminorcycleinfo()
                     executed = deconvolver.executeminorcycle(iterbotrecord=controls)
                     controller.mergeexecrecord(executed, 0)
-                    history.cycles.append({"inits": _to_plain(inits), "exec": _to_plain(executed)})
+                    history.cycles.append(
+                        {"inits": _to_plain(inits), "controls": _to_plain(controls), "exec": _to_plain(executed)}
+                    )
                     if executed["iterdone"] == 0:
                         # tclean stops when a minor cycle does nothing (e.g. an empty mask).
-                        history.converged = True
+                        history.stopped = True
                         history.stopcode = int(controller.cleanComplete(reachedMajorLimit=reached_nmajor))
                     tools.close()
                     models = workspace.get(["model"])
@@ -894,14 +901,19 @@ def run_minor_cycle(
 
 def _summary(iteration_summary: Mapping[str, Any], history: IterationHistory) -> dict[str, Any]:
     peak_residuals = [float(cycle["inits"][-1]["peakresidual"]) for cycle in history.cycles]
+    # The controls of the last minor cycle run: the iteration summary's own cyclethreshold is
+    # reset to 0 once the minor cycle's record is merged.
+    controls = history.cycles[-1].get("controls", {}) if history.cycles else {}
     return {
         "iterdone": int(iteration_summary["iterdone"]),
         "nmajordone": int(iteration_summary["nmajordone"]),
         "stopcode": history.stopcode,
         "stop_reason": STOP_REASONS.get(history.stopcode, "unknown"),
-        "converged": history.converged,
+        "stopped": history.stopped,
+        "converged": history.stopped and history.stopcode in CONVERGED_STOP_CODES,
         "peak_residual_before_cycle": peak_residuals,
-        "cyclethreshold": float(iteration_summary.get("cyclethreshold", 0.0)),
+        "cyclethreshold": float(controls.get("cyclethreshold", 0.0)),
+        "thresholdreached": bool(controls.get("thresholdreached", False)),
         "threshold": float(iteration_summary.get("threshold", 0.0)),
     }
 

@@ -200,9 +200,8 @@ class AutoMaskTask(PipelineTask):
             pblimit=parameters.pblimit,
             state=previous_state,
             iteration_done=int(previous_summary["iterdone"]) if previous_summary else 0,
-            threshold_reached=bool(
-                previous_summary and previous_summary["cyclethreshold"] <= previous_summary["threshold"]
-            ),
+            # What CASA's deconvolver was told with the last minor cycle's controls.
+            threshold_reached=bool(previous_summary and previous_summary.get("thresholdreached", False)),
             params=automask.AutoMaskParameters(
                 **{name: getattr(parameters, name) for name in _AUTOMASK_PARAMETERS}
             ),

@@ -139,7 +139,7 @@ class DeconvolveTask(PipelineTask):
             if previous_summary
             else IterationHistory()
         )
-        if history.converged:
+        if history.stopped:
             raise RuntimeError(
                 f"CLEAN had already stopped before cycle c{cycle} ({previous_summary['stop_reason']}); "
                 "the loop runs no cycle after that."
@@ -153,9 +153,9 @@ class DeconvolveTask(PipelineTask):
         )
         models = images_from_casa(result.models) or _empty_models(residual)
         summary = {"cycle": cycle, **result.summary, "history": result.history.to_dict()}
-        if result.history.converged:
+        if result.history.stopped:
             self.log.info(
-                "Cycle c%d: CLEAN converged: %s (stop code %d), %d iterations, %d major cycles.",
+                "Cycle c%d: CLEAN stopped: %s (stop code %d), %d iterations, %d major cycles.",
                 cycle,
                 summary["stop_reason"],
                 summary["stopcode"],

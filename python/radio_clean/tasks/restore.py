@@ -147,7 +147,7 @@ class RestoreTask(PipelineTask):
             ``convergence_png`` and ``clean_summary``.
         """
         parameters = self.config.parameters
-        if not summary["converged"]:
+        if not summary["stopped"]:
             raise RuntimeError(
                 f"The summary of cycle {summary.get('cycle', 0)} of {field} in {band} says CLEAN goes on; "
                 "restore runs after the cycle whose summary says it stopped."
