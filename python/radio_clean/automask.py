@@ -547,7 +547,9 @@ def fft_convolve_same(image: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     # fftconvolve transforms only the axes along which both arrays are longer than one.
     axes = [axis for axis in range(image.ndim) if image.shape[axis] != 1 and kernel.shape[axis] != 1]
     shape = [
-        image.shape[axis] + kernel.shape[axis] - 1 if axis in axes else max(image.shape[axis], kernel.shape[axis])
+        image.shape[axis] + kernel.shape[axis] - 1
+        if axis in axes
+        else max(image.shape[axis], kernel.shape[axis])
         for axis in range(image.ndim)
     ]
     if axes:

@@ -752,8 +752,9 @@ class IterationHistory:
     peak-residual/mask records merged before it; two in the first cycle,
     before and after the first mask), ``controls`` (what the controller told
     the minor cycle: cycle threshold, cycle iterations, whether the global
-    threshold was reached) and ``exec`` (what the minor cycle did). Replaying them into a new iterbotsink gives the controller
-    tclean's exact state. Stored as plain data in the per-cycle summary.
+    threshold was reached) and ``exec`` (what the minor cycle did).
+    Replaying them into a new iterbotsink gives the controller tclean's
+    exact state. Stored as plain data in the per-cycle summary.
     """
 
     cycles: list[dict[str, Any]] = dataclasses.field(default_factory=list)
@@ -883,7 +884,11 @@ def run_minor_cycle(
                     executed = deconvolver.executeminorcycle(iterbotrecord=controls)
                     controller.mergeexecrecord(executed, 0)
                     history.cycles.append(
-                        {"inits": _to_plain(inits), "controls": _to_plain(controls), "exec": _to_plain(executed)}
+                        {
+                            "inits": _to_plain(inits),
+                            "controls": _to_plain(controls),
+                            "exec": _to_plain(executed),
+                        }
                     )
                     if executed["iterdone"] == 0:
                         # tclean stops when a minor cycle does nothing (e.g. an empty mask).
