@@ -14,6 +14,7 @@ from .imaging import ImagingError
 from .ingest import INGEST_RUN, TRANSFER_MODES, IngestError, ingest_measurement_sets
 from .loop import LoopError
 from .parameters import ParameterError
+from .preflight import PreflightError
 from .repo import NotARadioRepoError, create_repo, open_repo
 
 # Errors whose message is already the one sentence a user should read.
@@ -23,6 +24,7 @@ _USER_ERRORS = (
     NotARadioRepoError,
     FileExistsError,
     ParameterError,
+    PreflightError,
     ImagingError,
     LoopError,
 )
@@ -67,6 +69,7 @@ def _image(args: argparse.Namespace) -> None:
         chunk_channels=args.chunk_channels,
         output=args.output,
         task_configs=args.config,
+        check_resources=not args.no_resource_check,
     )
     print(describe(run))
 
@@ -183,6 +186,11 @@ def _build_parser() -> argparse.ArgumentParser:
         "--chunk-channels",
         type=int,
         help="Cubes: channels per channel chunk, the unit of parallel work (default: --jobs chunks).",
+    )
+    image.add_argument(
+        "--no-resource-check",
+        action="store_true",
+        help="Run even if the images look too big for this machine's memory or disk.",
     )
     image.set_defaults(func=_image)
 
