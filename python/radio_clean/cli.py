@@ -9,6 +9,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from ._scratch import exit_on_termination
 from .casa import CasaError
 from .imaging import ImagingError
 from .ingest import INGEST_RUN, TRANSFER_MODES, IngestError, ingest_measurement_sets
@@ -234,6 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    exit_on_termination()  # SIGTERM: remove this run's scratch on the way out
     # How each chain ends is worth a line even when only warnings are asked for.
     loop_log = logging.getLogger("radio_clean.loop")
     loop_log.setLevel(min(logging.INFO, loop_log.getEffectiveLevel()))

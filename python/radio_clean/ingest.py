@@ -23,7 +23,7 @@ import tempfile
 from collections.abc import Sequence
 
 import astropy.time
-from lsst.daf.butler import Butler, DatasetRef, DatasetType, FileDataset, Timespan
+from lsst.daf.butler import Butler, DatasetRef, DatasetType, FileDataset, MissingCollectionError, Timespan
 
 from .casa import CasaError, MsInfo, read_ms_info
 from .ms_identity import DigestCache, ms_content_digest
@@ -183,11 +183,12 @@ def location_run(run: str, observation: str, ms_path: str) -> str:
 
 def _dataset_path(butler: Butler, dataset_type: DatasetType, instrument: str, observation_id: int, run: str):
     """Path the ``visibilities`` dataset of an observation in ``run`` points at (None if there is none)."""
-    if not butler.registry.queryCollections(run):
+    try:
+        ref = butler.find_dataset(
+            dataset_type, {"instrument": instrument, "observation": observation_id}, collections=run
+        )
+    except MissingCollectionError:
         return None
-    ref = butler.find_dataset(
-        dataset_type, {"instrument": instrument, "observation": observation_id}, collections=run
-    )
     return None if ref is None else butler.getURI(ref).ospath.rstrip("/")
 
 

@@ -124,13 +124,18 @@ def check_visibilities_readable(
     """
     if not observations:
         return
-    names = {record.id: record.name for record in butler.registry.queryDimensionRecords("observation")}
-    refs = butler.query_datasets(
-        "visibilities",
-        collections=list(collections),
-        where=f"observation IN ({', '.join(str(int(o)) for o in observations)})",
-        explain=False,
-    )
+    records = {record.id: record for record in butler.registry.queryDimensionRecords("observation")}
+    names = {observation_id: record.name for observation_id, record in records.items()}
+    refs = []
+    for instrument in sorted({records[o].instrument for o in observations if o in records}):
+        ids = [o for o in observations if o in records and records[o].instrument == instrument]
+        refs += butler.query_datasets(
+            "visibilities",
+            collections=list(collections),
+            where=f"observation IN ({', '.join(str(int(o)) for o in ids)})",
+            instrument=instrument,
+            explain=False,
+        )
     for ref in refs:
         path = butler.getURI(ref).ospath.rstrip("/")
         name = names.get(ref.dataId["observation"], ref.dataId["observation"])
