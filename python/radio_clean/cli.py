@@ -9,11 +9,13 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from ._scratch import exit_on_termination
 from .casa import CasaError
 from .imaging import ImagingError
 from .ingest import INGEST_RUN, TRANSFER_MODES, IngestError, ingest_measurement_sets
 from .loop import LoopError
 from .parameters import ParameterError
+from .preflight import PreflightError
 from .repo import NotARadioRepoError, create_repo, open_repo
 
 # Errors whose message is already the one sentence a user should read.
@@ -23,6 +25,7 @@ _USER_ERRORS = (
     NotARadioRepoError,
     FileExistsError,
     ParameterError,
+    PreflightError,
     ImagingError,
     LoopError,
 )
@@ -67,6 +70,7 @@ def _image(args: argparse.Namespace) -> None:
         chunk_channels=args.chunk_channels,
         output=args.output,
         task_configs=args.config,
+        check_resources=not args.no_resource_check,
     )
     print(describe(run))
 
@@ -184,6 +188,11 @@ def _build_parser() -> argparse.ArgumentParser:
         type=int,
         help="Cubes: channels per channel chunk, the unit of parallel work (default: --jobs chunks).",
     )
+    image.add_argument(
+        "--no-resource-check",
+        action="store_true",
+        help="Run even if the images look too big for this machine's memory or disk.",
+    )
     image.set_defaults(func=_image)
 
     clean = commands.add_parser(
@@ -226,6 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    exit_on_termination()  # SIGTERM: remove this run's scratch on the way out
     # How each chain ends is worth a line even when only warnings are asked for.
     loop_log = logging.getLogger("radio_clean.loop")
     loop_log.setLevel(min(logging.INFO, loop_log.getEffectiveLevel()))

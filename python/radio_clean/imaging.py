@@ -25,6 +25,7 @@ from .ingest import INGEST_RUN, ingest_measurement_sets
 from .loop import CleanLoop, LoopError
 from .parameters import CleanParametersConfig, ParameterError, parse_parameter
 from .pipeline import LAYOUTS, TASK_KINDS, label_of, pipeline_for, to_yaml
+from .preflight import check_before_work, check_visibilities_readable
 from .repo import create_repo, open_repo
 from .tasks.base import CHUNK_DATASET_PREFIX
 
@@ -115,6 +116,7 @@ def image_measurement_sets(
     output: str | None = None,
     chunk_channels: int | None = None,
     task_configs: Sequence[str] = (),
+    check_resources: bool = True,
 ) -> ImagingRun:
     """Ingest, run the CLEAN loop (one quantum graph per cycle) and export FITS.
 
@@ -141,23 +143,39 @@ def image_measurement_sets(
     task_configs : `~collections.abc.Sequence` [`str`], optional
         Task config settings other than tclean parameters, as
         ``pipetask -c``: ``autoMask:implementation=casatools``.
+    check_resources : `bool`, optional
+        Refuse images that cannot fit in memory or on disk
+        (`radio_clean.resources`); `False` tries anyway.
 
     Returns
     -------
     run : `ImagingRun`
         Collection, pipeline file and per-field/band summaries.
     """
+    check_before_work(
+        ms_paths,
+        parameters,
+        fields=fields,
+        jobs=jobs,
+        chunk_channels=chunk_channels,
+        repo=repo,
+        export_dir=export_dir,
+        check_resources_needed=check_resources,
+    )
     if not os.path.exists(os.path.join(repo, "butler.yaml")):
         create_repo(repo).close()
     butler = open_repo(repo, writeable=True)
     try:
-        outcomes = ingest_measurement_sets(butler, ms_paths, staging_root=repo)
+        # The run reads each MS from the path given here (a moved or copied MS included).
+        outcomes = ingest_measurement_sets(butler, ms_paths, staging_root=repo, read_given_paths=True)
+        inputs = list(dict.fromkeys([*(outcome.collection for outcome in outcomes), INGEST_RUN]))
         names = [outcome.observation for outcome in outcomes]
         observations = [
             record.id
             for record in butler.registry.queryDimensionRecords("observation")
             if record.name in names
         ]
+        check_visibilities_readable(butler, inputs, observations)
         query = f"observation IN ({', '.join(str(o) for o in observations)})"
         if fields:
             query += f" AND field IN ({', '.join(repr(f) for f in fields)})"
@@ -178,9 +196,7 @@ def image_measurement_sets(
     with open(pipeline_path, "w") as stream:
         pipeline = pipeline_for(_pipeline_parameters(parameters), n_observations=len(observations))
         stream.write(to_yaml(_with_task_configs(pipeline, task_configs)))
-    loop = CleanLoop(
-        repo, pipeline_uri=pipeline_path, inputs=[INGEST_RUN], output=output, where=query, jobs=jobs
-    )
+    loop = CleanLoop(repo, pipeline_uri=pipeline_path, inputs=inputs, output=output, where=query, jobs=jobs)
     try:
         loop.run()
     except LoopError as err:

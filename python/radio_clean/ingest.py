@@ -8,11 +8,14 @@ __all__ = [
     "IngestOutcome",
     "TRANSFER_MODES",
     "VISIBILITIES",
+    "digest_cache_of",
     "ingest_measurement_sets",
+    "location_run",
     "visibilities_dataset_type",
 ]
 
 import dataclasses
+import hashlib
 import logging
 import os
 import shutil
@@ -20,12 +23,15 @@ import tempfile
 from collections.abc import Sequence
 
 import astropy.time
-from lsst.daf.butler import Butler, DatasetRef, DatasetType, FileDataset, Timespan
+from lsst.daf.butler import Butler, DatasetRef, DatasetType, FileDataset, MissingCollectionError, Timespan
 
 from .casa import CasaError, MsInfo, read_ms_info
+from .ms_identity import DigestCache, ms_content_digest
 
 _log = logging.getLogger(__name__)
 
+DIGEST_CACHE_NAME = ".ms-digests.json"
+"""File in the repository directory caching the SHA-256 of MS files (`radio_clean.ms_identity`)."""
 VISIBILITIES = "visibilities"
 """Dataset type name of an ingested MeasurementSet."""
 INGEST_RUN = "raw/visibilities"
@@ -47,6 +53,8 @@ class IngestOutcome:
     ingested: bool
     """False if the MS was already in the repository (nothing was done)."""
     message: str
+    collection: str = INGEST_RUN
+    """RUN collection holding the ``visibilities`` dataset that points at ``ms_path``."""
 
 
 def visibilities_dataset_type(butler: Butler) -> DatasetType:
@@ -143,14 +151,45 @@ def _insert_records(butler: Butler, info: MsInfo, observation_id: int, observati
     )
 
 
-def _read_all(ms_paths: Sequence[str]) -> list[MsInfo]:
+def _read_all(ms_paths: Sequence[str], cache: DigestCache) -> list[MsInfo]:
     infos = []
     for path in ms_paths:
         try:
-            infos.append(read_ms_info(path))
+            info = read_ms_info(path)
+            infos.append(dataclasses.replace(info, content_digest=ms_content_digest(info.path, cache)))
         except CasaError as err:
             raise IngestError(f"Nothing was ingested: {err}") from err
+        except OSError as err:
+            raise IngestError(
+                f"Nothing was ingested: {os.path.abspath(path)} could not be read ({err.strerror}: "
+                f"{err.filename}); make every file of the MS readable."
+            ) from err
+    cache.save()
     return infos
+
+
+def digest_cache_of(butler: Butler) -> DigestCache:
+    """The cache of MS file digests kept in the repository's directory (in memory if it has none)."""
+    for root in butler.get_datastore_roots().values():
+        if root is not None and root.isLocal:
+            return DigestCache(os.path.join(root.ospath, DIGEST_CACHE_NAME))
+    return DigestCache()
+
+
+def location_run(run: str, observation: str, ms_path: str) -> str:
+    """RUN collection for the dataset of ``observation`` read from ``ms_path`` rather than from ``run``."""
+    return f"{run}/{observation}/{hashlib.sha256(ms_path.encode()).hexdigest()[:8]}"
+
+
+def _dataset_path(butler: Butler, dataset_type: DatasetType, instrument: str, observation_id: int, run: str):
+    """Path the ``visibilities`` dataset of an observation in ``run`` points at (None if there is none)."""
+    try:
+        ref = butler.find_dataset(
+            dataset_type, {"instrument": instrument, "observation": observation_id}, collections=run
+        )
+    except MissingCollectionError:
+        return None
+    return None if ref is None else butler.getURI(ref).ospath.rstrip("/")
 
 
 def ingest_measurement_sets(
@@ -160,12 +199,17 @@ def ingest_measurement_sets(
     transfer: str = "direct",
     run: str = INGEST_RUN,
     staging_root: str | None = None,
+    read_given_paths: bool = False,
 ) -> list[IngestOutcome]:
     """Register MeasurementSets as ``visibilities`` datasets.
 
     Every MS is read (read-only) and checked before anything is written, so
-    a bad path leaves the repository unchanged. Re-ingesting an MS already
-    in the repository (same content, wherever it now lives) does nothing.
+    a bad path leaves the repository unchanged. An MS is identified by its
+    metadata and the SHA-256 of its files (`radio_clean.ms_identity`):
+    re-ingesting an MS already in the repository (same content, wherever it
+    now lives) does nothing; an MS whose content changed since it was
+    ingested from the same path becomes a new observation, and the old one
+    keeps its record (old runs' provenance stays true to what they read).
 
     Parameters
     ----------
@@ -183,6 +227,12 @@ def ingest_measurement_sets(
         Directory for the temporary copy made by ``transfer="copy"``; best on
         the repository's file system (the CLI uses the repository root).
         Default is the system temporary directory.
+    read_given_paths : `bool`, optional
+        If `True`, an MS whose content is already ingested from another path
+        (moved, copied, or the original deleted) gets a dataset pointing at
+        the path given here, in a RUN collection of its own
+        (`location_run`), so that a run searching
+        ``IngestOutcome.collection`` first reads the MS it was given.
 
     Returns
     -------
@@ -196,17 +246,34 @@ def ingest_measurement_sets(
     """
     if transfer not in TRANSFER_MODES:
         raise IngestError(f"Unknown transfer mode {transfer!r}; use one of {', '.join(TRANSFER_MODES)}.")
-    infos = _read_all(ms_paths)
+    infos = _read_all(ms_paths, digest_cache_of(butler))
     existing = _observation_records(butler)
     by_fingerprint = {record.fingerprint: record for record in existing}
-    by_path = {record.ms_path: record for record in existing}
+    # Several observations may have come from one path (an MS changed in place); the last counts.
+    by_path = {record.ms_path: record for record in sorted(existing, key=lambda r: r.id)}
     taken_names = {record.name for record in existing}
     next_id = max((record.id for record in existing), default=0) + 1
+    dataset_type = visibilities_dataset_type(butler)
 
-    plan: list[tuple[MsInfo, str, int] | IngestOutcome] = []
+    plan: list[tuple[MsInfo, str, int, str, str | None] | IngestOutcome] = []
     seen_in_call: dict[str, str] = {}
     for info in infos:
         known = by_fingerprint.get(info.fingerprint)
+        if known is not None and read_given_paths:
+            stored = _dataset_path(butler, dataset_type, known.instrument, known.id, run)
+            if stored is None or os.path.realpath(stored) != os.path.realpath(info.path):
+                location = location_run(run, known.name, info.path)
+                found = _dataset_path(butler, dataset_type, known.instrument, known.id, location)
+                message = (
+                    f"{info.path} is already ingested as observation {known.name} (from {known.ms_path}); "
+                    f"it is read from {info.path}."
+                )
+                plan.append(
+                    IngestOutcome(info.path, known.name, False, message, location)
+                    if found is not None
+                    else (info, known.name, known.id, location, message)
+                )
+                continue
         if known is not None or info.fingerprint in seen_in_call:
             name = known.name if known is not None else seen_in_call[info.fingerprint]
             where = known.ms_path if known is not None else "earlier on this command line"
@@ -216,22 +283,22 @@ def ingest_measurement_sets(
                     name,
                     False,
                     f"{info.path} is already ingested as observation {name} ({where}).",
+                    run,
                 )
             )
             continue
-        if info.path in by_path:
-            raise IngestError(
-                f"Nothing was ingested: {info.path} was ingested before as observation "
-                f"{by_path[info.path].name} but its content has changed since; ingest the new data "
-                "from a new path."
-            )
         name = _unique_observation_name(info, taken_names)
         taken_names.add(name)
         seen_in_call[info.fingerprint] = name
-        plan.append((info, name, next_id))
+        message = None
+        if info.path in by_path:
+            message = (
+                f"{info.path} has changed since it was ingested as observation {by_path[info.path].name}; "
+                f"its current content is ingested as observation {name}."
+            )
+        plan.append((info, name, next_id, run, message))
         next_id += 1
 
-    dataset_type = visibilities_dataset_type(butler)
     butler.registry.registerDatasetType(dataset_type)
     butler.registry.registerRun(run)
     outcomes = []
@@ -240,9 +307,25 @@ def ingest_measurement_sets(
             _log.info("%s", item.message)
             outcomes.append(item)
             continue
-        info, name, observation_id = item
+        info, name, observation_id, item_run, message = item
+        if message is not None and item_run == run:
+            _log.warning("%s", message)
+        new_observation = item_run == run
+        if not new_observation:
+            butler.registry.registerRun(item_run)
         outcomes.append(
-            _ingest_one(butler, info, name, observation_id, dataset_type, transfer, run, staging_root)
+            _ingest_one(
+                butler,
+                info,
+                name,
+                observation_id,
+                dataset_type,
+                transfer if new_observation else "direct",
+                item_run,
+                staging_root,
+                new_observation=new_observation,
+                message=message,
+            )
         )
     return outcomes
 
@@ -256,6 +339,9 @@ def _ingest_one(
     transfer: str,
     run: str,
     staging_root: str | None,
+    *,
+    new_observation: bool = True,
+    message: str | None = None,
 ) -> IngestOutcome:
     staging_dir = None
     source = info.path
@@ -269,7 +355,8 @@ def _ingest_one(
             shutil.copytree(info.path, source, symlinks=True)
             butler_transfer = "move"
         with butler.transaction():
-            _insert_records(butler, info, observation_id, name)
+            if new_observation:
+                _insert_records(butler, info, observation_id, name)
             ref = DatasetRef(
                 dataset_type, {"instrument": info.telescope, "observation": observation_id}, run=run
             )
@@ -277,10 +364,11 @@ def _ingest_one(
     finally:
         if staging_dir is not None:
             shutil.rmtree(staging_dir, ignore_errors=True)
-    message = (
-        f"Ingested {info.path} as observation {name} ({info.telescope}; fields "
-        f"{', '.join(f.name for f in info.fields)}; bands "
-        f"{', '.join(s.band_name for s in info.spectral_windows)}; transfer={transfer})."
-    )
+    if message is None:
+        message = (
+            f"Ingested {info.path} as observation {name} ({info.telescope}; fields "
+            f"{', '.join(f.name for f in info.fields)}; bands "
+            f"{', '.join(s.band_name for s in info.spectral_windows)}; transfer={transfer})."
+        )
     _log.info("%s", message)
-    return IngestOutcome(info.path, name, True, message)
+    return IngestOutcome(info.path, name, True, message, run)

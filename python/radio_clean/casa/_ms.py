@@ -14,9 +14,11 @@ __all__ = [
     "FieldInfo",
     "MsInfo",
     "SpectralWindowInfo",
+    "field_names_and_channels",
     "is_measurement_set",
     "read_ms_info",
     "spectral_windows_of_band",
+    "unflagged_rows",
 ]
 
 
@@ -67,10 +69,12 @@ class MsInfo:
     fields: tuple[FieldInfo, ...]
     spectral_windows: tuple[SpectralWindowInfo, ...]
     data_columns: tuple[str, ...]
+    content_digest: str = ""
+    """SHA-256 of the MS's files (`radio_clean.ms_identity.ms_content_digest`); empty if not computed."""
 
     @property
     def fingerprint(self) -> str:
-        """SHA-256 of the identifying metadata: equal for the same data, wherever it lives."""
+        """SHA-256 of the metadata and the content digest: equal for the same data, wherever it lives."""
         identity = dataclasses.asdict(self)
         del identity["path"]
         return hashlib.sha256(repr(sorted(identity.items())).encode()).hexdigest()
@@ -244,3 +248,71 @@ def read_ms_info(path: str) -> MsInfo:
         spectral_windows=tuple(spws),
         data_columns=columns,
     )
+
+
+def unflagged_rows(
+    path: str, selection: dict[str, str], *, enough: int = 1, rows_per_read: int = 10_000
+) -> int:
+    """Count the selected rows of an MS that have unflagged data, read-only, stopping at ``enough``.
+
+    Parameters
+    ----------
+    path : `str`
+        MeasurementSet.
+    selection : `dict` [`str`, `str`]
+        A casatools ``ms.msselect`` record (``field``, ``spw`` with
+        channels, ``time``, ``uvdist``, ``baseline``, ``scan``,
+        ``scanintent``); empty values select everything.
+    enough : `int`, optional
+        Stop counting after this many rows: only the flags of the first rows
+        are read when data are there, all selected flags when none are.
+    rows_per_read : `int`, optional
+        Rows whose flags are read at a time.
+
+    Returns
+    -------
+    count : `int`
+        Rows (up to ``enough``) with ``FLAG_ROW`` false and at least one
+        selected, unflagged visibility; 0 if the selection matches no row.
+    """
+    selection = {key: value for key, value in selection.items() if value}
+    ms = casatools.ms()
+    count = 0
+    try:
+        with casa_log_forwarded():
+            ms.open(path, nomodify=True)
+            if selection and not ms.msselect(selection):
+                return 0
+            ms.iterinit(maxrows=rows_per_read, adddefaultsortcolumns=False)
+            more = ms.iterorigin()
+            while more and count < enough:
+                data = ms.getdata(["flag", "flag_row"])
+                flags = data["flag"].reshape(-1, data["flag"].shape[-1])
+                count += int(((~flags).any(axis=0) & ~data["flag_row"]).sum())
+                more = ms.iternext()
+            ms.iterend()
+    except Exception as err:
+        # msselect raises on expressions that match nothing in this MS (a field it does not have).
+        if "No match" in str(err) or "NullSelection" in str(err) or "zero rows" in str(err):
+            return 0
+        raise CasaError(f"{path} could not be read to check the selection {selection}: {err}") from err
+    finally:
+        ms.close()
+    return count
+
+
+def field_names_and_channels(path: str) -> tuple[list[str], list[int]]:
+    """Field names and the channel count of each spectral window of an MS (read-only)."""
+    table = casatools.table()
+    try:
+        with casa_log_forwarded():
+            table.open(os.path.join(path, "FIELD"), nomodify=True)
+            names = [str(name) for name in table.getcol("NAME")]
+            table.close()
+            table.open(os.path.join(path, "SPECTRAL_WINDOW"), nomodify=True)
+            channels = [int(n) for n in table.getcol("NUM_CHAN")]
+    except Exception as err:
+        raise CasaError(f"{path} could not be read as a MeasurementSet: {err}") from err
+    finally:
+        table.close()
+    return names, channels
