@@ -683,6 +683,11 @@ def parse_parameter(name: str, value: object) -> object:
     else:
         items = [pasted]
     converted = [_convert(name, item_type, item) for item in items]
+    if is_list and field.maxLength is not None and len(converted) > field.maxLength:
+        raise ParameterError(
+            f"Value '{shown}' of tclean parameter '{name}' has {len(converted)} entries, more than "
+            f"{field.maxLength} ({field.doc})"
+        )
     result = converted if is_list else converted[0]
     # Check the value against the field now, so that the message names the parameter.
     try:
