@@ -67,7 +67,11 @@ DOCUMENTED_FORMS = [
     ("restoringbeam=''", "restoringbeam", []),
     ("restoringbeam=['']", "restoringbeam", [""]),
     ("restoringbeam='10.0arcsec'", "restoringbeam", ["10.0arcsec"]),
-    ("restoringbeam=['8.0arcsec','10.0arcsec','45deg']", "restoringbeam", ["8.0arcsec", "10.0arcsec", "45deg"]),
+    (
+        "restoringbeam=['8.0arcsec','10.0arcsec','45deg']",
+        "restoringbeam",
+        ["8.0arcsec", "10.0arcsec", "45deg"],
+    ),
     ("restoringbeam='common'", "restoringbeam", ["common"]),
     ("uvtaper=['5klambda']", "uvtaper", ["5klambda"]),
     ("uvtaper=['5klambda','3klambda','45.0deg']", "uvtaper", ["5klambda", "3klambda", "45.0deg"]),
@@ -91,7 +95,7 @@ DOCUMENTED_FORMS = [
     ("spw=1.4~1.42GHz", "spw", "1.4~1.42GHz"),
     ("spw=*:1.412~1.414GHz", "spw", "*:1.412~1.414GHz"),
     ("spw=:10~50", "spw", ":10~50"),
-    ("timerange='YYYY/MM/DD/hh:mm:ss~YYYY/MM/DD/hh:mm:ss'", "timerange", "YYYY/MM/DD/hh:mm:ss~YYYY/MM/DD/hh:mm:ss"),
+    ("timerange='2026/01/02/09:14:0~2026/01/02/09:54'", "timerange", "2026/01/02/09:14:0~2026/01/02/09:54"),
     ("timerange='09:14:0~09:54:0'", "timerange", "09:14:0~09:54:0"),
     ("timerange='> 10:24:00'", "timerange", "> 10:24:00"),
     ("uvrange='0~1000klambda'", "uvrange", "0~1000klambda"),
@@ -162,7 +166,7 @@ def test_yaml_file_takes_typed_values(tmp_path):
 
 
 def test_channel_numbers_reach_casa_as_numbers():
-    """tclean reads start=5 as data channel 5 only when it is an int; a chunk adds its offset to it."""
+    """A channel start reaches CASA as an int (the text "5" it ignores); a chunk adds its offset."""
     parameters, _ = read_parameters(None, ["specmode=cube", "start=5", "width=2", "nchan=20", "spw=0:5~50"])
     assert parameters.to_tclean()["start"] == 5
     assert parameters.to_tclean()["width"] == 2
