@@ -187,7 +187,7 @@ def test_front_door_leaves_ms_untouched(front_door_run):
     "settings, message",
     [
         (["weighting=robust"], "Value 'robust' of tclean parameter 'weighting' is not allowed"),
-        (["cell=0.5"], "Value '0.5' of tclean parameter 'cell' is not allowed"),
+        (["cell=0.5Jy"], "Value '0.5Jy' of tclean parameter 'cell' is not allowed"),
         (["bogus=1"], "Unknown or unsupported tclean parameter 'bogus'"),
         (["niter=lots"], "Value 'lots' of tclean parameter 'niter' is not an integer."),
         (

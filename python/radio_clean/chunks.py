@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from lsst.daf.butler import Butler
 
 from .image import RadioImage
-from .parameters import CleanParametersConfig
+from .parameters import CleanParametersConfig, ParameterError, selected_channels
 from .tasks.base import CHUNK_DATASET_PREFIX
 
 
@@ -34,7 +34,14 @@ class ChunkError(ValueError):
 
 
 def output_channel_count(parameters: CleanParametersConfig, band_n_chan: int) -> int:
-    """Return how many channels the cube of these parameters has.
+    """Return how many channels the cube of these parameters has, as tclean decides it.
+
+    With ``nchan=-1`` tclean makes, for a channel ``width`` (default 1): from
+    an empty ``start``, the data channels that ``spw`` spans (first to last
+    selected, gaps included) divided by ``width``; from a channel-number
+    ``start`` (a data channel, not one counted from the selection), the
+    data channels from ``start`` to the end of the window divided by
+    ``width`` (CASA 6.7.5, measured on NGC5921).
 
     Parameters
     ----------
@@ -46,25 +53,25 @@ def output_channel_count(parameters: CleanParametersConfig, band_n_chan: int) ->
     Raises
     ------
     ChunkError
-        If ``nchan`` is -1 and the count depends on frequencies or velocities.
+        If ``nchan`` is -1 and the count depends on frequencies or velocities,
+        or the selected channels are not given as channel numbers.
     """
     if parameters.nchan != -1:
         return parameters.nchan
-    selected = band_n_chan
-    channel_range = re.fullmatch(r":(\d+)~(\d+)", parameters.spw.strip())
-    if channel_range:
-        selected = int(channel_range[2]) - int(channel_range[1]) + 1
-    elif parameters.spw.strip():
-        raise ChunkError(f"Set nchan to image spw={parameters.spw!r} in channel chunks.")
-    if parameters.start.strip().lstrip("-").isdigit() or not parameters.start.strip():
-        first = int(parameters.start or 0)
-        width = parameters.width.strip() or "1"
-        if width.isdigit():
-            return max(0, (selected - first) // int(width))
-    raise ChunkError(
-        f"With start={parameters.start!r} and width={parameters.width!r} the number of channels is not "
-        "known before imaging; set nchan as well."
-    )
+    start, width = parameters.start.strip(), parameters.width.strip() or "1"
+    if not re.fullmatch(r"\d+", width) or not re.fullmatch(r"\d*", start):
+        raise ChunkError(
+            f"With start={parameters.start!r} and width={parameters.width!r} the number of channels is not "
+            "known before imaging; set nchan as well."
+        )
+    if start:
+        return max(0, (band_n_chan - int(start)) // int(width))
+    try:
+        selected = selected_channels(parameters.spw)
+    except ParameterError as err:
+        raise ChunkError(str(err)) from None
+    first, last = selected or (0, band_n_chan - 1)
+    return max(0, (min(last, band_n_chan - 1) - first + 1) // int(width))
 
 
 def chunk_ranges(n_chan: int, chunk_channels: int) -> list[tuple[int, int]]:

@@ -27,6 +27,7 @@ from .parameters import CleanParametersConfig, ParameterError, parse_parameter
 from .pipeline import LAYOUTS, TASK_KINDS, label_of, pipeline_for, to_yaml
 from .preflight import check_before_work, check_visibilities_readable
 from .repo import create_repo, open_repo
+from .selection import parse_field_selection, selection_query
 from .tasks.base import CHUNK_DATASET_PREFIX
 
 _log = logging.getLogger(__name__)
@@ -58,7 +59,9 @@ def read_parameters(
     parameters : `CleanParametersConfig`
         Validated tclean parameters.
     fields : `list` [`str`]
-        Field names asked for with ``field=`` (empty: all).
+        The fields asked for with ``field=``, in tclean's syntax (names,
+        ids, id ranges, ``4C*``), one item per comma-separated entry
+        (empty: all).
 
     Raises
     ------
@@ -87,12 +90,12 @@ def read_parameters(
     parameters = CleanParametersConfig()
     for name, value in given.items():
         if name in _SELECTION_PARAMETERS:
-            fields = [f.strip() for f in str(value).split(",") if f.strip()]
+            fields = parse_field_selection(value)
             continue
         # YAML gives typed values, --set gives text; both go through the same parser.
-        text = ",".join(str(item) for item in value) if isinstance(value, list) else str(value)
-        setattr(parameters, name, parse_parameter(name, text))
-    if parameters.mask:
+        setattr(parameters, name, parse_parameter(name, value))
+    # A region string (circle[[40pix,40pix],10pix]) is not a file; an image or region file is.
+    if parameters.mask and "[" not in parameters.mask:
         parameters.mask = os.path.abspath(parameters.mask)
         if not os.path.exists(parameters.mask):
             raise ParameterError(f"mask file {parameters.mask} does not exist.")
@@ -177,8 +180,7 @@ def image_measurement_sets(
         ]
         check_visibilities_readable(butler, inputs, observations)
         query = f"observation IN ({', '.join(str(o) for o in observations)})"
-        if fields:
-            query += f" AND field IN ({', '.join(repr(f) for f in fields)})"
+        query += selection_query(butler, observations, fields, parameters)
         if _is_cube(parameters):
             instruments = {
                 r.instrument
@@ -249,6 +251,9 @@ def _define_chunks(
             ranges = chunk_ranges(n_chan, chunk_channels or -(-n_chan // max(jobs, 1)))
         except ChunkError as err:
             raise ParameterError(str(err)) from None
+        for channels in ranges:
+            # Refuse now, not in a task, a cube that cannot be cut there (e.g. start in velocity, no width).
+            parameters.to_tclean(channels)
         ids = define_channel_chunks(butler, instrument=band.instrument, band=band.name, ranges=ranges)
         _log.info("Band %s: %d channels in %d chunks %s.", band.name, n_chan, len(ranges), ranges)
         selections.append(f"(band = '{band.name}' AND channel_chunk IN ({', '.join(map(str, ids))}))")

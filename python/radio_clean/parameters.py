@@ -4,6 +4,11 @@ Field names, meanings and defaults are tclean's (CASA 6.7.5), so a tclean
 user's parameters carry over unchanged: ``--set cell=0.5arcsec`` on the
 command line, ``parameters.cell: ["0.5arcsec"]`` in a config override. Values
 are handed to CASA's own ``ImagerParameters`` as tclean would hand them.
+
+`parse_parameter` takes every form tclean's documentation gives for a
+parameter (``imsize=500`` or ``[350,250]``, ``cell=0.5`` for 0.5 arcsec,
+``start=5`` as a channel, ``restfreq='1.42GHz'``...) and turns it into the
+config value that means the same to CASA.
 """
 
 from __future__ import annotations
@@ -14,8 +19,11 @@ __all__ = [
     "ParameterError",
     "chunk_start",
     "parse_parameter",
+    "selected_channels",
 ]
 
+import ast
+import os
 import re
 
 import astropy.units as u
@@ -27,6 +35,119 @@ MAX_TAYLOR_TERMS = 3
 
 class ParameterError(ValueError):
     """A parameter name or value a user gave is not acceptable; the message says why."""
+
+
+class _TextField(Field):
+    """A `str` field that also takes the whole numbers tclean takes for it (``start=5``, ``scan=7``).
+
+    Pipeline parameters and ``-c parameters:NAME=VALUE`` reach a config as
+    Python literals, so the text ``5`` arrives as the int 5; it is kept as
+    the text it was.
+    """
+
+    def __init__(self, doc: str, default: str = "", check=None) -> None:
+        super().__init__(doc=doc, dtype=str, default=default, check=check)
+
+    def __set__(self, instance, value, at=None, label="assignment"):
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
+        super().__set__(instance, value, at=at, label=label)
+
+
+# tclean's choices (casatasks tclean's parameter schema, CASA 6.7.5).
+STOKES = (
+    "I",
+    "Q",
+    "U",
+    "V",
+    "IV",
+    "QU",
+    "IQ",
+    "UV",
+    "IQUV",
+    "RR",
+    "LL",
+    "XX",
+    "YY",
+    "RRLL",
+    "XXYY",
+    "pseudoI",
+)
+SPECTRAL_FRAMES = ("LSRK", "LSRD", "BARY", "GEO", "TOPO", "GALACTO", "LGROUP", "CMB", "REST", "SOURCE")
+_DIRECTION_FRAMES = (
+    "J2000", "JMEAN", "JTRUE", "APP", "B1950", "B1950_VLA", "BMEAN", "BTRUE", "GALACTIC", "HADEC", "AZEL",
+    "AZELSW", "AZELNE", "AZELGEO", "AZELSWGEO", "AZELNEGEO", "JNAT", "ECLIPTIC", "MECLIPTIC", "TECLIPTIC",
+    "SUPERGAL", "ITRF", "TOPO", "ICRS",
+)  # fmt: skip
+_MOVING_SOURCES = (
+    "MERCURY",
+    "VENUS",
+    "MARS",
+    "JUPITER",
+    "SATURN",
+    "URANUS",
+    "NEPTUNE",
+    "PLUTO",
+    "SUN",
+    "MOON",
+)
+_NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
+# CASA's spectral-window selection: ids, id ranges, <n, >n, names or '*', then channels (or
+# frequencies) after ':', ranges joined by ';', steps by '^'; items joined by ','.
+_SPW_ID = r"(?:\*|\d+(?:~\d+)?|[<>]\d+|[A-Za-z_][\w#*?-]*)"
+_FREQUENCY_RANGE = rf"{_NUMBER}\s*(?:[kMGT]?Hz)?\s*~\s*{_NUMBER}\s*[kMGT]?Hz"
+_CHANNELS = rf"(?:\d+(?:~\d+)?|[<>]\d+|{_FREQUENCY_RANGE})(?:\^\d+)?"
+_SPW_ITEM = rf"(?:{_SPW_ID}(?:;{_SPW_ID})*|{_FREQUENCY_RANGE})?(?::{_CHANNELS}(?:;{_CHANNELS})*)?"
+SPW_SYNTAX = re.compile(rf"\s*{_SPW_ITEM}(?:\s*,\s*{_SPW_ITEM})*\s*")
+"""The spectral-window selections tclean's ``spw`` takes (and ``:10~50``: channels of every window)."""
+
+
+def _is_number(text: str) -> bool:
+    return re.fullmatch(_NUMBER, text.strip()) is not None
+
+
+def _is_uv_length(text: str) -> bool:
+    return re.fullmatch(rf"\s*{_NUMBER}\s*[kM]?lambda\s*", text) is not None
+
+
+def _is_integer(text: str) -> bool:
+    return re.fullmatch(r"[-+]?\d+", text.strip()) is not None
+
+
+def _spectral_check(text: str | None) -> bool:
+    # start/width: '' (tclean's choice), a channel number, a frequency or a velocity.
+    if text is None or text.strip() == "" or _is_integer(text):
+        return True
+    try:
+        quantity = u.Quantity(text)
+    except (TypeError, ValueError):
+        return False
+    return quantity.unit.physical_type in ("frequency", "speed")
+
+
+def _direction_check(text: str | None) -> bool:
+    # phasecenter: '', a field id, 'FRAME LONG LAT', a moving source, TRACKFIELD or an ephemeris table.
+    if text is None or text.strip() == "" or text.strip().isdigit():
+        return True
+    words = text.split()
+    if len(words) == 1:
+        return words[0].upper() in (*_MOVING_SOURCES, "TRACKFIELD") or os.path.exists(words[0])
+    if len(words) == 3 and words[0].upper() in _DIRECTION_FRAMES:
+        return all(_is_casa_angle(word) for word in words[1:])
+    return False
+
+
+def _is_casa_angle(text: str) -> bool:
+    # CASA's angle forms (19h30m00, -40d00m00, 13:05:27.2, -049.28.04.458, 5.1rad) are read by its quanta.
+    import casatools
+
+    quanta = casatools.quanta()
+    try:
+        return bool(quanta.isangle(quanta.quantity(text)))
+    except RuntimeError:
+        return False
+    finally:
+        quanta.done()
 
 
 def _quantity_check(kind: str, *, allow_empty: bool = True, allow_number: bool = False):
@@ -60,17 +181,19 @@ class CleanParametersConfig(Config):
         allowed={"corrected": "CORRECTED_DATA", "data": "DATA", "model": "MODEL_DATA"},
         default="corrected",
     )
-    timerange = Field(dtype=str, doc="CASA time-range selection (tclean timerange).", default="")
-    uvrange = Field(dtype=str, doc="CASA uv-range selection, e.g. '>1klambda' (tclean uvrange).", default="")
-    antenna = Field(dtype=str, doc="CASA antenna/baseline selection (tclean antenna).", default="")
-    scan = Field(dtype=str, doc="CASA scan selection (tclean scan).", default="")
-    intent = Field(dtype=str, doc="CASA scan-intent selection (tclean intent).", default="")
-    spw = Field(
-        dtype=str,
-        doc="Channels of the band to image, in tclean's syntax after the window id: ':10~50' or "
-        "':5~20;30~60'; '' = all. The spectral windows themselves are those of the band in the data ID.",
-        default="",
-        check=lambda text: re.fullmatch(r"(:\d+(~\d+)?(;\d+(~\d+)?)*)?", text) is not None,
+    timerange = _TextField(doc="CASA time-range selection, e.g. '09:14:0~09:54:0' (tclean timerange).")
+    uvrange = _TextField(doc="CASA uv-range selection, e.g. '>1klambda' (tclean uvrange).")
+    antenna = _TextField(doc="CASA antenna/baseline selection, e.g. '5&6;7&8' or '!DV14' (tclean antenna).")
+    scan = _TextField(doc="CASA scan selection, e.g. '1~5' (tclean scan).")
+    observation = _TextField(
+        doc="CASA OBSERVATION_ID selection within each MS, e.g. '1~5' (tclean observation)."
+    )
+    intent = _TextField(doc="CASA scan-intent selection, e.g. 'TARGET_SOURCE' (tclean intent).")
+    spw = _TextField(
+        doc="Spectral windows and channels in tclean's syntax ('0:10~50', '0,1', '*:5~20', '1.4~1.42GHz'; "
+        "also ':10~50' for channels of every window); '' = all. Each image is of one band: of the "
+        "windows selected, those of the band in the data ID.",
+        check=lambda text: SPW_SYNTAX.fullmatch(text) is not None,
     )
 
     # Image definition.
@@ -89,10 +212,17 @@ class CleanParametersConfig(Config):
         maxLength=2,
         itemCheck=_angle,
     )
-    phasecenter = Field(
-        dtype=str, doc="Image centre: field id or 'J2000 12h29m06.7 +02d03m08'; '' = the field's.", default=""
+    phasecenter = _TextField(
+        doc="Image centre: field id, 'J2000 12h29m06.7 +02d03m08', a moving source ('MOON'), 'TRACKFIELD' "
+        "or an ephemeris table; '' = the field's.",
+        check=_direction_check,
     )
-    stokes = Field(dtype=str, doc="Stokes planes to image, e.g. 'I', 'IV', 'IQUV'.", default="I")
+    stokes = ChoiceField(
+        dtype=str,
+        doc="Stokes planes to image.",
+        default="I",
+        allowed={stokes: f"Stokes/correlation planes {stokes}" for stokes in STOKES},
+    )
     projection = Field(dtype=str, doc="Celestial projection (SIN, NCP, ...).", default="SIN")
     specmode = ChoiceField(
         dtype=str,
@@ -108,13 +238,21 @@ class CleanParametersConfig(Config):
     nchan = Field(
         dtype=int, doc="Cube channels (-1: all of the selected data).", default=-1, check=lambda n: n >= -1
     )
-    start = Field(
-        dtype=str, doc="Cube first channel: channel number, frequency or velocity; '' = first.", default=""
+    start = _TextField(
+        doc="Cube first channel: data channel number (5), frequency ('1.4GHz') or velocity ('5km/s'); "
+        "'' = the first selected.",
+        check=_spectral_check,
     )
-    width = Field(
-        dtype=str, doc="Cube channel width: channels, frequency or velocity; '' = native.", default=""
+    width = _TextField(
+        doc="Cube channel width: data channels (2, -2), frequency ('40kHz') or velocity ('10km/s'); "
+        "'' = native.",
+        check=lambda text: _spectral_check(text) and text.strip() not in ("0", "+0", "-0"),
     )
-    outframe = Field(dtype=str, doc="Cube spectral reference frame (LSRK, BARY, TOPO...).", default="LSRK")
+    outframe = _TextField(
+        doc=f"Cube spectral reference frame ({', '.join(SPECTRAL_FRAMES)}, any case; '' = LSRK).",
+        default="LSRK",
+        check=lambda text: text.strip().upper() in ("", *SPECTRAL_FRAMES),
+    )
     veltype = ChoiceField(
         dtype=str,
         doc="Velocity definition for start/width in velocity.",
@@ -219,9 +357,13 @@ class CleanParametersConfig(Config):
     )
     uvtaper = ListField(
         dtype=str,
-        doc="Gaussian uv taper: [] or [bmaj, bmin, bpa], e.g. ['2arcsec'].",
+        doc="Gaussian uv taper: [] or [bmaj, bmin, bpa], e.g. ['10arcsec'] (image-domain FWHM), "
+        "['5klambda', '3klambda', '45.0deg'] (uv-domain HWHM) or ['300.0'] (lambda).",
         default=[],
         maxLength=3,
+        itemCheck=lambda text: (
+            _is_number(text) or _quantity_check("angle", allow_empty=False)(text) or _is_uv_length(text)
+        ),
     )
 
     # Deconvolution.
@@ -247,7 +389,12 @@ class CleanParametersConfig(Config):
     )
     smallscalebias = Field(dtype=float, doc="Multi-scale bias towards small scales.", default=0.0)
     restoringbeam = ListField(
-        dtype=str, doc="Restoring beam: [] = fitted, ['common'], or ['1arcsec'...].", default=[], maxLength=3
+        dtype=str,
+        doc="Restoring beam: [] = fitted per plane, ['common'], ['10.0arcsec'] (circular) or "
+        "['8.0arcsec', '10.0arcsec', '45deg'].",
+        default=[],
+        maxLength=3,
+        itemCheck=lambda text: text in ("common", "") or _angle(text),
     )
     pbcor = Field(dtype=bool, doc="Also make the primary-beam corrected image.", default=False)
 
@@ -260,7 +407,10 @@ class CleanParametersConfig(Config):
     )
     gain = Field(dtype=float, doc="Loop gain.", default=0.1, check=lambda x: 0 < x <= 1)
     threshold = Field(
-        dtype=str, doc="Stopping threshold on the peak residual, e.g. '2mJy'.", default="0.0Jy", check=_flux
+        dtype=str,
+        doc="Stopping threshold on the peak residual, e.g. '2mJy' (a number: Jy).",
+        default="0.0Jy",
+        check=_flux,
     )
     nsigma = Field(
         dtype=float,
@@ -304,7 +454,10 @@ class CleanParametersConfig(Config):
         },
         default="user",
     )
-    mask = Field(dtype=str, doc="User mask: a CASA region file/text or a mask image path.", default="")
+    mask = _TextField(
+        doc="User mask: a mask image ('xxx.mask'), a region file ('xxx.crtf') or a CASA region string "
+        "('circle[[40pix,40pix],10pix]')."
+    )
     pbmask = Field(
         dtype=float,
         doc="PB level for usemask='pb' (and the auto-multithresh PB mask).",
@@ -362,7 +515,13 @@ class CleanParametersConfig(Config):
                     f"Channel chunk {first}~{stop - 1} is beyond the cube's nchan={self.nchan}; "
                     "define the channel chunks for this nchan."
                 )
-            tclean.update(start=chunk_start(self.start, self.width, first), nchan=stop - first)
+            selected = selected_channels(self.spw)
+            tclean.update(
+                start=chunk_start(
+                    self.start, self.width, first, first_selected=selected[0] if selected else 0
+                ),
+                nchan=stop - first,
+            )
         # CASA reads a channel number only as an int; the text "16" would be taken as no start at all.
         for name in ("start", "width"):
             if re.fullmatch(r"[-+]?\d+", str(tclean[name]).strip()):
@@ -378,7 +537,53 @@ class CleanParametersConfig(Config):
 _QUANTITY = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(.*?)\s*$")
 
 
-def chunk_start(start: str, width: str, offset: int) -> str:
+def selected_channels(spw: str) -> tuple[int, int] | None:
+    """Return the first and last data channel that tclean's ``spw`` selects.
+
+    Parameters
+    ----------
+    spw : `str`
+        tclean's ``spw`` (``0:5~50``, ``*:5~20;30~40``, ``:10~50``...).
+
+    Returns
+    -------
+    channels : `tuple` [`int`, `int`] or `None`
+        First and last channel of the selection (a cube of it spans them,
+        gaps included); `None` when every channel is selected.
+
+    Raises
+    ------
+    ParameterError
+        If the channels are given as frequencies, by ``<``/``>``, or differ
+        between the windows selected.
+    """
+    if not spw.strip():
+        return None
+    spans = set()
+    for item in spw.split(","):
+        _, colon, channels = item.partition(":")
+        if not colon:
+            spans.add(None)
+            continue
+        bounds = []
+        for channel_range in channels.split(";"):
+            match = re.fullmatch(r"\s*(\d+)(?:\s*~\s*(\d+))?(?:\^\d+)?\s*", channel_range)
+            if match is None:
+                raise ParameterError(
+                    f"Channel chunks of a cube need the channels of spw={spw!r} as channel numbers "
+                    "(e.g. spw=0:5~50); or set start and nchan."
+                )
+            bounds += [int(match[1]), int(match[2] or match[1])]
+        spans.add((min(bounds), max(bounds)))
+    if len(spans) > 1:
+        raise ParameterError(
+            f"Channel chunks of a cube need the same channels in every window of spw={spw!r}; "
+            "or set start and nchan."
+        )
+    return spans.pop()
+
+
+def chunk_start(start: str, width: str, offset: int, *, first_selected: int = 0) -> str:
     """Return tclean's ``start`` for the cube channel ``offset`` channels after ``start``.
 
     Parameters
@@ -388,6 +593,10 @@ def chunk_start(start: str, width: str, offset: int) -> str:
         (or empty), or frequencies/velocities with units.
     offset : `int`
         Output channel the chunk starts at.
+    first_selected : `int`, optional
+        First data channel that ``spw`` selects: where the cube starts
+        when ``start`` is empty (tclean's channel ``start`` is a data
+        channel number, not one counted from the selection).
 
     Raises
     ------
@@ -397,12 +606,16 @@ def chunk_start(start: str, width: str, offset: int) -> str:
     """
     if offset == 0:
         return start
-    start_match, width_match = _QUANTITY.match(start or "0"), _QUANTITY.match(width or "1")
+    start_match, width_match = _QUANTITY.match(start or str(first_selected)), _QUANTITY.match(width or "1")
     if start_match is None or width_match is None:
         raise ParameterError(f"Cannot read start={start!r} / width={width!r} as channels or quantities.")
     start_value, start_unit = float(start_match[1]), start_match[2]
     width_value, width_unit = float(width_match[1]), width_match[2]
     if not start_unit and not width_unit:
+        if not start and width_value < 0:
+            raise ParameterError(
+                f"Channel chunks of a cube with width={width!r} need start (the first data channel)."
+            )
         return str(int(start_value + offset * width_value))
     if not start_unit or not width_unit:
         raise ParameterError(
@@ -422,17 +635,30 @@ def _field_message(err: FieldValidationError) -> str:
     return f"parameters.{err.fieldName}: {_reason(err)}"
 
 
-def parse_parameter(name: str, text: str) -> object:
-    """Turn a tclean-style command-line value into the config value of ``name``.
+# Selection parameters tclean takes as a list with one entry per MS; here one value serves every MS.
+_SELECTIONS = ("spw", "timerange", "uvrange", "antenna", "scan", "observation", "intent")
+# Parameters whose bare numbers mean a quantity in tclean's default unit.
+_DEFAULT_UNITS = {"cell": "arcsec", "threshold": "Jy", "noise": "Jy", "restfreq": "Hz"}
 
-    Quantities stay as tclean writes them (``0.5arcsec``, ``2mJy``); lists are
-    comma-separated (``scales=0,5,15``); booleans are ``True``/``False``.
+
+def parse_parameter(name: str, value: object) -> object:
+    """Turn a tclean-style value into the config value of ``name``.
+
+    ``value`` is the text of ``--set NAME=VALUE`` or the value of a YAML
+    ``--params`` file, in any form tclean's documentation gives: quantities
+    as tclean writes them (``0.5arcsec``, ``2mJy``); lists comma-separated
+    (``scales=0,5,15``) or as pasted from Python (``cell=['0.5arcsec','0.5arcsec']``,
+    ``imsize=[350,250]``); one value for a list (``imsize=500``,
+    ``restoringbeam=10arcsec``); booleans ``True``/``False``. Bare numbers
+    take tclean's default unit (``cell=0.5`` is 0.5 arcsec, ``threshold=0.005``
+    is 5 mJy, ``restfreq=1.42e9`` Hz); whole numbers stay channel numbers
+    and field ids (``start=5``, ``phasecenter=3``).
 
     Raises
     ------
     ParameterError
-        If ``name`` is not a supported tclean parameter or ``text`` does not
-        fit its type.
+        If ``name`` is not a supported tclean parameter or the value does not
+        fit it.
     """
     field = CleanParametersConfig._fields.get(name)
     if field is None:
@@ -440,31 +666,101 @@ def parse_parameter(name: str, text: str) -> object:
             f"Unknown or unsupported tclean parameter '{name}'; supported: "
             f"{', '.join(sorted(CleanParametersConfig._fields))}."
         )
-    item_type = field.itemtype if isinstance(field, ListField) else field.dtype
-    items = [item.strip() for item in text.split(",")] if isinstance(field, ListField) else [text.strip()]
-    if isinstance(field, ListField) and text.strip() in ("", "[]"):
-        items = []
-    converted = []
-    for item in items:
-        try:
-            if item_type is bool:
-                if item not in ("True", "False", "true", "false"):
-                    raise ValueError(item)
-                converted.append(item.lower() == "true")
-            else:
-                converted.append(item_type(item))
-        except ValueError:
-            kind = {bool: "True or False", int: "an integer", float: "a number"}.get(item_type, "a string")
-            raise ParameterError(f"Value '{item}' of tclean parameter '{name}' is not {kind}.") from None
-    value = converted if isinstance(field, ListField) else converted[0]
+    shown = value if isinstance(value, str) else repr(value)
+    pasted = _pasted(value) if isinstance(value, str) else value
+    if isinstance(pasted, tuple):
+        pasted = list(pasted)
+    if name in _SELECTIONS or name == "mask":
+        pasted = _one_for_every_ms(name, pasted, shown)
+    is_list = isinstance(field, ListField)
+    item_type = field.itemtype if is_list else field.dtype
+    if is_list:
+        items = pasted if isinstance(pasted, list) else _split(pasted)
+    elif isinstance(pasted, list) and len(pasted) == 1:
+        items = pasted
+    elif isinstance(pasted, list):
+        raise ParameterError(f"Value {shown} of tclean parameter '{name}' is a list; give one value.")
+    else:
+        items = [pasted]
+    converted = [_convert(name, item_type, item) for item in items]
+    if is_list and field.maxLength is not None and len(converted) > field.maxLength:
+        raise ParameterError(
+            f"Value '{shown}' of tclean parameter '{name}' has {len(converted)} entries, more than "
+            f"{field.maxLength} ({field.doc})"
+        )
+    result = converted if is_list else converted[0]
     # Check the value against the field now, so that the message names the parameter.
     try:
-        setattr(CleanParametersConfig(), name, value)
+        setattr(CleanParametersConfig(), name, result)
     except FieldValidationError as err:
         raise ParameterError(
-            f"Value '{text}' of tclean parameter '{name}' is not allowed: {_reason(err)} ({field.doc})"
+            f"Value '{shown}' of tclean parameter '{name}' is not allowed: {_reason(err)} ({field.doc})"
         ) from None
-    return value
+    return result
+
+
+def _pasted(text: str) -> object:
+    # A value pasted from a tclean call: ['0.5arcsec','0.5arcsec'], [350,250], '1.42GHz'.
+    text = text.strip()
+    if text[:1] not in ("[", "(", "'", '"'):
+        return text
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        if text[0] in "[(" and text[-1] in ")]":
+            return [item.strip().strip("'\"") for item in text[1:-1].split(",") if item.strip()]
+        return text
+
+
+def _split(value: object) -> list[object]:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",")] if value.strip() else []
+    return [value]
+
+
+def _one_for_every_ms(name: str, value: object, shown: str) -> object:
+    if not isinstance(value, list):
+        return value
+    if len(set(map(str, value))) <= 1:
+        return value[0] if value else ""
+    what = (
+        "one mask (an image, region file or region string)"
+        if name == "mask"
+        else ("one selection for all MeasurementSets")
+    )
+    raise ParameterError(f"Value {shown} of tclean parameter '{name}' is a list; radio_clean takes {what}.")
+
+
+def _convert(name: str, item_type: type, item: object) -> object:
+    kind = {bool: "True or False", int: "an integer", float: "a number"}.get(item_type, "a string")
+    text = item.strip() if isinstance(item, str) else item
+    if item_type is bool:
+        if isinstance(text, bool):
+            return text
+        if text not in ("True", "False", "true", "false"):
+            raise ParameterError(f"Value '{item}' of tclean parameter '{name}' is not {kind}.")
+        return text.lower() == "true"
+    if item_type is str:
+        if name in _DEFAULT_UNITS and (
+            isinstance(text, (int, float)) and not isinstance(text, bool) or _is_number(str(text))
+        ):
+            number = repr(text) if isinstance(text, float) else str(text)
+            return f"{number}{_DEFAULT_UNITS[name]}"
+        if isinstance(text, float) and not isinstance(text, bool):
+            return repr(text)
+        return str(text)
+    try:
+        if isinstance(text, bool):
+            raise ValueError(text)
+        number = item_type(text)
+        if item_type is int and isinstance(text, float) and number != text:
+            raise ValueError(text)
+        return number
+    except (TypeError, ValueError):
+        pass
+    if item_type is int and isinstance(text, str) and _is_number(text) and float(text).is_integer():
+        return int(float(text))
+    raise ParameterError(f"Value '{item}' of tclean parameter '{name}' is not {kind}.") from None
 
 
 def _reason(err: FieldValidationError) -> str:

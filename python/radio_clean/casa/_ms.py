@@ -14,9 +14,11 @@ __all__ = [
     "FieldInfo",
     "MsInfo",
     "SpectralWindowInfo",
+    "band_spw_selection",
     "field_names_and_channels",
     "is_measurement_set",
     "read_ms_info",
+    "selected_ids",
     "spectral_windows_of_band",
     "unflagged_rows",
 ]
@@ -316,3 +318,78 @@ def field_names_and_channels(path: str) -> tuple[list[str], list[int]]:
     finally:
         table.close()
     return names, channels
+
+
+def selected_ids(path: str, **selection: str) -> dict[str, list]:
+    """Return the ids CASA's data selection picks in ``path`` (``ms.msseltoindex``, read-only).
+
+    Parameters
+    ----------
+    path : `str`
+        MeasurementSet.
+    **selection : `str`
+        ``msseltoindex`` selections: ``field``, ``spw``, ``time``,
+        ``baseline``, ``scan``, ``uvrange``, ``observation``.
+
+    Returns
+    -------
+    ids : `dict` [`str`, `list`]
+        ``field``, ``spw``, ``channel`` (rows of spw, first, last, step)...
+
+    Raises
+    ------
+    CasaError
+        With CASA's message, if the selection does not parse or matches
+        nothing that CASA checks (an unknown field, window or antenna).
+    """
+    ms = casatools.ms()
+    try:
+        with casa_log_forwarded():
+            indices = ms.msseltoindex(vis=path, **selection)
+    except RuntimeError as err:
+        raise CasaError(" ".join(str(err).split())) from None
+    finally:
+        ms.done()
+    return {key: value.tolist() if hasattr(value, "tolist") else value for key, value in indices.items()}
+
+
+def band_spw_selection(path: str, band_spw_ids: list[int], spw: str) -> str:
+    """Return the CASA ``spw`` selection of the windows of one band that tclean's ``spw`` selects.
+
+    Parameters
+    ----------
+    path : `str`
+        MeasurementSet.
+    band_spw_ids : `list` [`int`]
+        Its spectral windows of the band being imaged.
+    spw : `str`
+        tclean's ``spw`` for all bands: ``0:10~50``, ``*:5~20``,
+        ``1.4~1.42GHz``...; an entry with no window (``:10~50``) applies to
+        every window of the band.
+
+    Returns
+    -------
+    selection : `str`
+        The selection to give CASA for this band: ``spw`` itself when it
+        selects windows of this band only, else the channels it selects
+        in them; empty when it selects none.
+    """
+    windows = ",".join(map(str, band_spw_ids))
+    if not spw.strip():
+        return windows
+    items = [item.strip() for item in spw.split(",")]
+    # ':10~50' (channels of whichever window is imaged) is radio_clean's, not CASA's.
+    expanded = ",".join(
+        ",".join(f"{window}{item}" for window in band_spw_ids) if item.startswith(":") else item
+        for item in items
+    )
+    rows = selected_ids(path, spw=expanded)["channel"]
+    if not rows:
+        return ""
+    if {row[0] for row in rows} <= set(band_spw_ids):
+        return expanded
+    ranges: dict[int, list[str]] = {}
+    for window, first, last, step in rows:
+        if window in band_spw_ids:
+            ranges.setdefault(window, []).append(f"{first}~{last}" + (f"^{step}" if step != 1 else ""))
+    return ",".join(f"{window}:{';'.join(channels)}" for window, channels in sorted(ranges.items()))

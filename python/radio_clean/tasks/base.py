@@ -44,7 +44,7 @@ from lsst.pex.config import ConfigField, Field
 from lsst.pipe.base import PipelineTaskConnections
 from lsst.pipe.base import connectionTypes as cT
 
-from ..casa import MsSelection, spectral_windows_of_band
+from ..casa import CasaError, MsSelection, band_spw_selection, spectral_windows_of_band
 from ..image import RadioImage
 from ..ms import MeasurementSetHandle
 from ..parameters import MAX_TAYLOR_TERMS, CleanParametersConfig
@@ -145,15 +145,18 @@ def ms_selections(
         Band name (the ``band`` dimension); the spectral windows of that
         set-up are selected in each MS.
     channels : `str`, optional
-        tclean channel selection within the band, e.g. ``:10~50`` (the
-        ``spw`` parameter); empty for all channels.
+        tclean's ``spw`` (``0:10~50``, ``*:5~20``, ``:10~50``...): of the
+        windows it selects, those of the band are imaged; empty for all
+        channels of the band. A MeasurementSet none of whose windows of
+        the band it selects is left out.
     """
     selections = []
     for handle in sorted(visibilities, key=lambda h: h.path):
-        spws = spectral_windows_of_band(handle.path, band)
-        selections.append(
-            MsSelection(path=handle.path, field=field, spw=",".join(f"{s}{channels}" for s in spws))
-        )
+        spw = band_spw_selection(handle.path, spectral_windows_of_band(handle.path, band), channels)
+        if spw:
+            selections.append(MsSelection(path=handle.path, field=field, spw=spw))
+    if not selections:
+        raise CasaError(f"spw={channels!r} selects no spectral window of band {band} in the MeasurementSets.")
     return selections
 
 
