@@ -8,12 +8,13 @@ from __future__ import annotations
 
 __all__ = ["PreflightError", "check_before_work", "check_selection_has_data", "check_visibilities_readable"]
 
+import logging
 import os
 from collections.abc import Sequence
 
 from lsst.daf.butler import Butler
 
-from .casa import CasaError, field_names_and_channels, unflagged_rows
+from .casa import CasaError, field_names_and_channels, selected_ids, unflagged_rows
 from .parameters import CleanParametersConfig
 from .resources import ResourceError, check_resources
 
@@ -81,7 +82,7 @@ def check_selection_has_data(
     all_names = list(dict.fromkeys(name for names in names_by_path.values() for name in names))
     selection, selection_words = _selection(parameters)
     for field in fields or all_names:
-        holding = [path for path in paths if field in names_by_path[path]]
+        holding = [path for path in paths if _selects_a_field(path, field, names_by_path[path])]
         if not holding:
             raise PreflightError(
                 f"Field {field} is not in {', '.join(paths)}; the fields there are {', '.join(all_names)}."
@@ -101,6 +102,22 @@ def check_selection_has_data(
                 "visibility is flagged, or the selection matches none); change the selection or unflag "
                 "the data."
             )
+
+
+def _selects_a_field(path: str, field: str, names: Sequence[str]) -> bool:
+    """Whether tclean's ``field`` entry (a name, an id, a range, a pattern) picks a field of the MS."""
+    if field in names:
+        return True
+    # CASA logs a warning for an entry that selects nothing: this is the question being asked.
+    casa_logger = logging.getLogger("radio_clean.casa")
+    level = casa_logger.level
+    casa_logger.setLevel(logging.ERROR)
+    try:
+        return bool(selected_ids(path, field=field)["field"])
+    except CasaError:
+        return False
+    finally:
+        casa_logger.setLevel(level)
 
 
 def check_visibilities_readable(
