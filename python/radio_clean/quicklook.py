@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 
 def image_figure(image: RadioImage, *, title: str) -> Figure:
-    """Draw the first plane of ``image`` on sky axes, with a colour bar and the restoring beam.
+    """Draw the first plane of ``image`` on sky axes, with a colour bar, the restoring beam, peak and rms.
 
     Parameters
     ----------
@@ -36,6 +36,7 @@ def image_figure(image: RadioImage, *, title: str) -> Figure:
     from matplotlib.colors import AsinhNorm
     from matplotlib.figure import Figure
     from matplotlib.patches import Ellipse
+    from matplotlib.ticker import FormatStrFormatter, NullLocator
 
     figure = Figure(figsize=(7, 6), dpi=100)
     figure.subplots_adjust(left=0.18)
@@ -49,10 +50,20 @@ def image_figure(image: RadioImage, *, title: str) -> Figure:
     stretch = AsinhNorm(linear_width=3 * noise, vmin=float(finite.min()), vmax=float(finite.max()))
     shown = axes.imshow(plane, origin="lower", cmap="inferno", norm=stretch)
     colour_bar = figure.colorbar(shown, ax=axes)
+    colour_bar.set_ticks(_colour_bar_ticks(stretch, noise))
+    # Plain labels: the default ones are typeset with mathtext (a second of font set-up).
+    colour_bar.ax.yaxis.set_major_formatter(FormatStrFormatter("%.3g"))
+    colour_bar.ax.yaxis.set_minor_locator(NullLocator())
     colour_bar.set_label(image.brightness_unit or "")
     axes.set_xlabel("Right ascension")
     axes.set_ylabel("Declination")
-    axes.set_title(title)
+    # Sexagesimal RA labels of a wide image run into each other otherwise.
+    for coordinate in axes.coords:
+        coordinate.set_ticklabel(exclude_overlapping=True)
+    unit = image.brightness_unit or ""
+    axes.set_title(
+        f"{title}\npeak {float(finite.max()):.4g} {unit}, rms {noise:.3g} {unit} (MAD)", fontsize=10
+    )
     beam = image.restoring_beam
     if beam is not None and not hasattr(beam, "n_chan"):
         cell_arcsec = abs(image.wcs.celestial.wcs.cdelt[1]) * 3600.0
@@ -73,13 +84,33 @@ def image_figure(image: RadioImage, *, title: str) -> Figure:
     return figure
 
 
+def _colour_bar_ticks(stretch: Any, noise: float) -> list[float]:
+    """Minimum, zero, ten times the noise, the geometric middle and the peak, none crowding another."""
+    low, high = float(stretch.vmin), float(stretch.vmax)
+    candidates = [
+        low,
+        0.0,
+        10 * noise,
+        float(np.sqrt(10 * noise * high)) if high > 10 * noise else high,
+        high,
+    ]
+    ticks: list[float] = []
+    for value in sorted(candidates):
+        # At least 8% of the bar apart, in the stretch's own (asinh) scale.
+        if low <= value <= high and all(abs(float(stretch(value)) - float(stretch(t))) > 0.08 for t in ticks):
+            ticks.append(value)
+    return ticks
+
+
 def convergence_figure(summary: Mapping[str, Any], *, title: str) -> Figure:
-    """Draw the peak residual before each minor cycle and the iterations done.
+    """Draw the peak residual after every major cycle, the cycle thresholds and the threshold.
 
     Parameters
     ----------
     summary : `~collections.abc.Mapping`
-        Final iteration summary (DeconvolveTask's ``summary`` dataset).
+        Final iteration summary (RestoreTask's ``clean_summary``):
+        ``peak_residual_after_major_cycle``, ``cycle_thresholds``,
+        ``threshold``, ``iterdone``, ``nmajordone``, ``stop_reason``.
     title : `str`
         Figure title.
 
@@ -89,17 +120,32 @@ def convergence_figure(summary: Mapping[str, Any], *, title: str) -> Figure:
         The figure.
     """
     from matplotlib.figure import Figure
-    from matplotlib.ticker import LogFormatter, NullFormatter
+    from matplotlib.ticker import LogFormatter, MaxNLocator, NullFormatter
 
     figure = Figure(figsize=(7, 4), dpi=100)
     axes = figure.add_subplot()
-    peaks = summary.get("peak_residual_before_cycle", [])
-    cycles = np.arange(1, len(peaks) + 1)
+    # Major cycle 0 makes the dirty image; the minor cycle after major cycle k starts from its residual.
+    peaks = summary.get("peak_residual_after_major_cycle", [])
+    floor = 1e-12
     axes.semilogy(
-        cycles, np.maximum(np.abs(peaks), 1e-12), "o-", label="peak residual before the minor cycle"
+        np.arange(len(peaks)),
+        np.maximum(np.abs(peaks), floor),
+        "o-",
+        label="peak residual after the major cycle",
     )
-    axes.set_xlabel("cycle")
-    axes.set_ylabel("peak residual")
+    thresholds = [value for value in summary.get("cycle_thresholds", []) if np.isfinite(value)]
+    if thresholds:
+        axes.semilogy(
+            np.arange(len(thresholds)),
+            np.maximum(thresholds, floor),
+            "v--",
+            label="cycle threshold of the minor cycle",
+        )
+    if summary.get("threshold", 0.0) > 0:
+        axes.axhline(summary["threshold"], color="grey", linestyle=":", label="threshold")
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.set_xlabel("major cycle")
+    axes.set_ylabel("Jy/beam")
     axes.set_title(
         f"{title}: {summary.get('iterdone', 0)} iterations, {summary.get('nmajordone', 0)} major cycles, "
         f"stop: {summary.get('stop_reason', '?')}",

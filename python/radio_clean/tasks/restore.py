@@ -7,6 +7,7 @@ __all__ = ["RestoreConfig", "RestoreConnections", "RestoreTask"]
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 from lsst.pipe.base import PipelineTask, PipelineTaskConfig, Struct
 from lsst.pipe.base import connectionTypes as cT
 from lsst.utils.timer import timeMethod
@@ -160,7 +161,25 @@ class RestoreTask(PipelineTask):
         wanted += ["alpha", "alpha_error"] if parameters.deconvolver == "mtmfs" else []
         outputs = {name: restored[name] for name in wanted}
         title = f"{field} {band}"
+        final_residual = residual[term_connection_names("residual", parameters.term_count)[0]].pixels
         clean_summary = {key: value for key, value in summary.items() if key != "history"}
+        cycles = summary.get("history", {}).get("cycles", [])
+        final_peak = float(np.nanmax(np.abs(final_residual), initial=0.0))
+        clean_summary |= {
+            # CASA's peak over the whole image (not only the mask) before each minor cycle, then
+            # that of the final residual: the peak after every major cycle.
+            "peak_residual_after_major_cycle": [
+                float(cycle["inits"][-1]["peakresidualnomask"]) for cycle in cycles
+            ]
+            + [final_peak],
+            "cycle_thresholds": [
+                float(cycle.get("controls", {}).get("cyclethreshold", np.nan)) for cycle in cycles
+            ],
+        }
+        self.metadata["final_peak_residual"] = final_peak
+        self.metadata["iterdone"] = int(summary["iterdone"])
+        self.metadata["nmajordone"] = int(summary["nmajordone"])
+        self.metadata["stopcode"] = int(summary["stopcode"])
         return Struct(
             **outputs,
             image_png=image_figure(restored["image"], title=f"{title} restored"),
