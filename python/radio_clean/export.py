@@ -103,12 +103,7 @@ def export_products(
     for file_name, dataset_type in (("image.png", "image_png"), ("convergence.png", "convergence_png")):
         shutil.copyfile(butler.getURI(dataset_type, data_id).ospath, os.path.join(directory, file_name))
         files.append(file_name)
-    if "peak_residual_after_major_cycle" in clean_summary:
-        peaks = clean_summary["peak_residual_after_major_cycle"]
-    else:  # a run restored before the summary carried them
-        peaks = [
-            float(np.abs(butler.get(f"residual_c{cycle}", data_id).pixels).max()) for cycle in range(final_cycle)
-        ]
+    peaks = clean_summary["peak_residual_after_major_cycle"]
     summary = {
         "field": data_id["field"],
         "band": data_id["band"],
