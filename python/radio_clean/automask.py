@@ -69,14 +69,15 @@ from typing import Any, ClassVar
 import numpy as np
 from lsst.daf.butler import FormatterV2
 from lsst.resources import ResourcePath
-from scipy import ndimage, special
 
 _log = logging.getLogger(__name__)
 
 MAD_TO_RMS = 1.4826
 """Factor CASA applies to the median absolute deviation to estimate the rms."""
 
-_FOUR_CONNECTED = ndimage.generate_binary_structure(2, 1)
+# scipy.ndimage.generate_binary_structure(2, 1); scipy (about half a second) is imported by the
+# functions that use it, so that pipelines without auto-multithresh do not pay for it.
+_FOUR_CONNECTED = np.array([[False, True, False], [True, True, True], [False, True, False]])
 _KERNEL_NSIGMA = 5.0
 
 
@@ -310,6 +311,8 @@ def chauvenet_statistics(values: np.ndarray, max_iterations: int = 5) -> np.ndar
     kept : `numpy.ndarray`
         The values that survive.
     """
+    from scipy import special
+
     kept = np.asarray(values, dtype=np.float64)
     for _ in range(max_iterations + 1):
         n = kept.size
@@ -455,6 +458,8 @@ def prune_regions(mask: np.ndarray, min_size: float) -> tuple[np.ndarray, int, i
     n_removed : `int`
         Number of regions removed.
     """
+    from scipy import ndimage
+
     if not mask.any():
         return np.zeros_like(mask, dtype=bool), 0, 0
     labels, n_regions = ndimage.label(mask, structure=_FOUR_CONNECTED)
@@ -584,6 +589,8 @@ def grow_mask(seed: np.ndarray, constraint: np.ndarray, iterations: int) -> np.n
     grown : `numpy.ndarray`
         Boolean mask, inside ``constraint``.
     """
+    from scipy import ndimage
+
     start = seed & constraint
     if iterations < 1 or not start.any():
         return start

@@ -164,11 +164,15 @@ class DeconvolveTask(PipelineTask):
             )
         else:
             self.log.info(
-                "Cycle c%d: %d iterations so far, cycle threshold %.6g.",
+                "Cycle c%d: peak residual %.4g, cycle threshold %.4g (%s); %d iterations so far.",
                 cycle,
-                summary["iterdone"],
+                summary["peak_residual_before_cycle"][-1],
                 summary["cyclethreshold"],
+                residual[term_connection_names("residual", parameters.term_count)[0]].brightness_unit,
+                summary["iterdone"],
             )
+        self.metadata["iterdone"] = int(summary["iterdone"])
+        self.metadata["cyclethreshold"] = summary["cyclethreshold"]
         terms = term_connection_names("model", parameters.term_count)
         return Struct(**{name: models[name] for name in terms}, summary=summary)
 
