@@ -17,6 +17,7 @@ import pytest
 from lsst.daf.butler import Butler
 
 from radio_clean.cli import main
+from radio_clean.ingest import DIGEST_CACHE_NAME
 from radio_clean.simulate import SkyComponent, simulate_ms
 
 # Many short cycles, so that a kill lands in the middle of the loop.
@@ -85,7 +86,7 @@ def _products(root):
         str(path)
         for path in repo.rglob("*")
         if path.is_file()
-        and not path.name.startswith(("gen3.sqlite3", "butler.yaml"))
+        and not path.name.startswith(("gen3.sqlite3", "butler.yaml", DIGEST_CACHE_NAME))
         and str(path) not in known
     ]
     return pixels, summaries, stray
