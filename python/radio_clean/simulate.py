@@ -326,7 +326,17 @@ def _check_target(path: str, overwrite: bool) -> str:
 
 
 def _component_list(components: Sequence[TrueComponent]) -> casatools.componentlist:
-    """Return an open, in-memory CASA component list holding ``components``."""
+    """Return an open, in-memory CASA component list holding ``components``.
+
+    The spectrum is a one-term power-log-polynomial, ``S(nu) = S0 (nu / nu0) ** c0``,
+    which is the spectral-index law. CASA's own ``"spectral index"`` spectrum is not
+    used: when it samples the Stokes Q and U of an unpolarised component (casatools
+    6.7.5), it scales the zero Q and U by a factor computed from memory it never wrote,
+    so the predicted cross-hands (RL, LR, XY, YX) and linear parallel hands
+    (XX = I + Q, YY = I - Q) are NaN whenever what the heap held before makes that
+    factor infinite or NaN (0 * inf), and 0 otherwise: a NaN that comes and goes with
+    what ran earlier in the process. See ``test_prediction_reads_no_uninitialised_memory``.
+    """
     measures = casatools.measures()
     tool = casatools.componentlist()
     try:
@@ -345,8 +355,8 @@ def _component_list(components: Sequence[TrueComponent]) -> casatools.componentl
                 polarization="Stokes",
                 dir=measures.direction(comp.frame, f"{comp.ra_deg!r}deg", f"{comp.dec_deg!r}deg"),
                 freq=f"{comp.ref_freq_hz!r}Hz",
-                spectrumtype="spectral index",
-                index=comp.spectral_index,
+                spectrumtype="plp",
+                index=[comp.spectral_index],
                 **shape,
             )
     except Exception:
