@@ -287,6 +287,46 @@ def test_prediction_reads_no_uninitialised_memory(workdir, correlations):
     assert float(max_cross) < 1e-6
 
 
+def test_mosaic_pointings(workdir):
+    """Three pointings: three FIELD rows of one name, each phase-centred on itself, observed in turn."""
+    offsets = [(0.0, 0.0), (600.0, 0.0), (0.0, -600.0)]
+    sky = simulate_ms(
+        str(workdir / "mosaic.ms"), [SkyComponent(1.0)], pointings=offsets, hours=0.1, integration_s=60.0
+    )
+    table = casatools.table()
+    try:
+        table.open(os.path.join(sky.path, "FIELD"))
+        names = list(table.getcol("NAME"))
+        phase_dirs = table.getcol("PHASE_DIR")[:, 0, :].T  # [field, (ra, dec)] radians
+        table.close()
+        table.open(sky.path)
+        field_ids = table.getcol("FIELD_ID")
+        times = table.getcol("TIME")
+    finally:
+        table.close()
+    assert names == ["SIM", "SIM", "SIM"]
+    # CASA stores RA in (-pi, pi].
+    ra_dec = np.stack([np.degrees(phase_dirs[:, 0]) % 360.0, np.degrees(phase_dirs[:, 1])], axis=1)
+    np.testing.assert_allclose(ra_dec, sky.pointings_deg, atol=1e-9)
+    # 600 arcsec east at Dec 10 deg is 600 / cos(10 deg) arcsec of RA; 600 south is 600 of Dec.
+    (ra0, dec0), (ra1, dec1), (ra2, dec2) = sky.pointings_deg
+    assert (ra0, dec0) == pytest.approx((187.5, 10.0), abs=1e-9)
+    assert (ra1 - ra0) * 3600 == pytest.approx(600.0 / math.cos(math.radians(10.0)), rel=1e-4)
+    assert (dec2 - dec0) * 3600 == pytest.approx(-600.0, rel=1e-4)
+    # Six integrations of 60 s, the pointings in turn: 0, 1, 2, 0, 1, 2.
+    order = [int(field_ids[times == t][0]) for t in np.unique(times)]
+    assert order == [0, 1, 2, 0, 1, 2]
+    # Without a primary beam, a source at the mosaic centre has amplitude 1 in every pointing.
+    np.testing.assert_allclose(np.abs(read_vis(sky.path)["DATA"]), 1.0, rtol=1e-4)
+
+
+def test_too_many_pointings(workdir):
+    """More pointings than integrations is refused."""
+    with pytest.raises(ValueError, match="7 pointings need at least as many integrations"):
+        simulate_ms(str(workdir / "few.ms"), [], pointings=[(0.0, 0.0)] * 7, hours=0.05, integration_s=60.0)
+    assert not os.path.exists(workdir / "few.ms")
+
+
 def test_alma_linear_feeds_and_local_coordinates(workdir):
     """LOC configurations are placed at the observatory; ALMA gets XX/YY."""
     config = read_array_config("alma.cycle10.1")
