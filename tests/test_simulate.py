@@ -2,6 +2,8 @@
 
 import math
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -245,6 +247,86 @@ def test_full_polarisation(workdir):
     np.testing.assert_allclose(data[[1, 2]], 0.0, atol=1e-6)
 
 
+PREDICT_WITH_DIRTY_HEAP = """
+import sys
+import numpy as np
+import radio_clean
+from radio_clean.simulate import SkyComponent, simulate_ms
+import casatools
+
+sky = simulate_ms(sys.argv[1], [SkyComponent(1.0, spectral_index=-0.7)], correlations=sys.argv[2],
+                  hours=0.1, n_chan=2)
+table = casatools.table()
+table.open(sky.path)
+data = table.getcol("DATA")
+table.close()
+print(int((~np.isfinite(data)).sum()), float(np.nan_to_num(np.abs(data[[1, 2]]), nan=np.inf).max()))
+"""
+
+
+@pytest.mark.parametrize("correlations", ["RR RL LR LL", "XX XY YX YY"])
+def test_prediction_reads_no_uninitialised_memory(workdir, correlations):
+    """Prediction writes every correlation itself, whatever freed memory holds.
+
+    CASA's "spectral index" spectrum reads memory it never wrote when it samples Q and U
+    of an unpolarised component: the cross-hands (and XX, YY) held NaN when the heap held
+    NaN (test_full_polarisation failed now and then). glibc's MALLOC_PERTURB_ fills every
+    fresh allocation with a fixed non-zero byte pattern, which makes that deterministic.
+    """
+    path = workdir / f"perturbed-{correlations[:2]}.ms"
+    env = {**os.environ, "MALLOC_PERTURB_": "1"}
+    result = subprocess.run(
+        [sys.executable, "-c", PREDICT_WITH_DIRTY_HEAP, str(path), correlations],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    non_finite, max_cross = result.stdout.split()
+    assert int(non_finite) == 0
+    assert float(max_cross) < 1e-6
+
+
+def test_mosaic_pointings(workdir):
+    """Three pointings: three FIELD rows of one name, each phase-centred on itself, observed in turn."""
+    offsets = [(0.0, 0.0), (600.0, 0.0), (0.0, -600.0)]
+    sky = simulate_ms(
+        str(workdir / "mosaic.ms"), [SkyComponent(1.0)], pointings=offsets, hours=0.1, integration_s=60.0
+    )
+    table = casatools.table()
+    try:
+        table.open(os.path.join(sky.path, "FIELD"))
+        names = list(table.getcol("NAME"))
+        phase_dirs = table.getcol("PHASE_DIR")[:, 0, :].T  # [field, (ra, dec)] radians
+        table.close()
+        table.open(sky.path)
+        field_ids = table.getcol("FIELD_ID")
+        times = table.getcol("TIME")
+    finally:
+        table.close()
+    assert names == ["SIM", "SIM", "SIM"]
+    # CASA stores RA in (-pi, pi].
+    ra_dec = np.stack([np.degrees(phase_dirs[:, 0]) % 360.0, np.degrees(phase_dirs[:, 1])], axis=1)
+    np.testing.assert_allclose(ra_dec, sky.pointings_deg, atol=1e-9)
+    # 600 arcsec east at Dec 10 deg is 600 / cos(10 deg) arcsec of RA; 600 south is 600 of Dec.
+    (ra0, dec0), (ra1, dec1), (ra2, dec2) = sky.pointings_deg
+    assert (ra0, dec0) == pytest.approx((187.5, 10.0), abs=1e-9)
+    assert (ra1 - ra0) * 3600 == pytest.approx(600.0 / math.cos(math.radians(10.0)), rel=1e-4)
+    assert (dec2 - dec0) * 3600 == pytest.approx(-600.0, rel=1e-4)
+    # Six integrations of 60 s, the pointings in turn: 0, 1, 2, 0, 1, 2.
+    order = [int(field_ids[times == t][0]) for t in np.unique(times)]
+    assert order == [0, 1, 2, 0, 1, 2]
+    # Without a primary beam, a source at the mosaic centre has amplitude 1 in every pointing.
+    np.testing.assert_allclose(np.abs(read_vis(sky.path)["DATA"]), 1.0, rtol=1e-4)
+
+
+def test_too_many_pointings(workdir):
+    """More pointings than integrations is refused."""
+    with pytest.raises(ValueError, match="7 pointings need at least as many integrations"):
+        simulate_ms(str(workdir / "few.ms"), [], pointings=[(0.0, 0.0)] * 7, hours=0.05, integration_s=60.0)
+    assert not os.path.exists(workdir / "few.ms")
+
+
 def test_alma_linear_feeds_and_local_coordinates(workdir):
     """LOC configurations are placed at the observatory; ALMA gets XX/YY."""
     config = read_array_config("alma.cycle10.1")
@@ -325,7 +407,10 @@ def test_component_list_round_trip(offset_point, workdir):
         tool.open(path)
         assert tool.length() == 1
         assert tool.getfluxvalue(0)[0] == pytest.approx(2.0)
-        assert tool.getspectrum(0)["index"] == pytest.approx(-0.7)
+        # The spectral-index law as a one-term power-log-polynomial (see test_prediction_reads_...).
+        spectrum = tool.getspectrum(0)
+        assert spectrum["type"] == "Power Logarithmic Polynomial"
+        np.testing.assert_allclose(spectrum["coeffs"], [-0.7])
     finally:
         tool.done()
     with pytest.raises(CasaError, match="already exists"):

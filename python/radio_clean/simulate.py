@@ -36,6 +36,10 @@ Conventions (checked against the visibilities in ``tests/test_simulate.py``)
 - No primary beam unless ``primary_beam=True`` (then the simulator multiplies
   each component by the telescope's default voltage-pattern model, per
   channel); the truth always records the true, not the apparent, flux.
+- A mosaic (``pointings``) has one ``FIELD`` row per pointing, all with the same
+  name as an ALMA mosaic has, each phase-centred on its own pointing centre;
+  the pointings are observed in turn, one integration each, over the track.
+  Component offsets stay relative to ``phase_centre``, the mosaic's centre.
 """
 
 from __future__ import annotations
@@ -196,6 +200,8 @@ class SimulatedSky:
     n_antennas: int
     n_rows: int
     field_name: str
+    pointings_deg: tuple[tuple[float, float], ...]
+    """(RA, Dec) in ``frame``, degrees, of each pointing (``FIELD`` row), in field id order."""
     noise_jy: float
     seed: int
     primary_beam: bool
@@ -326,7 +332,17 @@ def _check_target(path: str, overwrite: bool) -> str:
 
 
 def _component_list(components: Sequence[TrueComponent]) -> casatools.componentlist:
-    """Return an open, in-memory CASA component list holding ``components``."""
+    """Return an open, in-memory CASA component list holding ``components``.
+
+    The spectrum is a one-term power-log-polynomial, ``S(nu) = S0 (nu / nu0) ** c0``,
+    which is the spectral-index law. CASA's own ``"spectral index"`` spectrum is not
+    used: when it samples the Stokes Q and U of an unpolarised component (casatools
+    6.7.5), it scales the zero Q and U by a factor computed from memory it never wrote,
+    so the predicted cross-hands (RL, LR, XY, YX) and linear parallel hands
+    (XX = I + Q, YY = I - Q) are NaN whenever what the heap held before makes that
+    factor infinite or NaN (0 * inf), and 0 otherwise: a NaN that comes and goes with
+    what ran earlier in the process. See ``test_prediction_reads_no_uninitialised_memory``.
+    """
     measures = casatools.measures()
     tool = casatools.componentlist()
     try:
@@ -345,8 +361,8 @@ def _component_list(components: Sequence[TrueComponent]) -> casatools.componentl
                 polarization="Stokes",
                 dir=measures.direction(comp.frame, f"{comp.ra_deg!r}deg", f"{comp.dec_deg!r}deg"),
                 freq=f"{comp.ref_freq_hz!r}Hz",
-                spectrumtype="spectral index",
-                index=comp.spectral_index,
+                spectrumtype="plp",
+                index=[comp.spectral_index],
                 **shape,
             )
     except Exception:
@@ -526,12 +542,18 @@ def _parse_phase_centre(phase_centre: str | tuple[float, float]) -> tuple[str, f
     return frame, ra_rad % (2 * math.pi), dec_rad
 
 
-def _place(component: SkyComponent, frame: str, ra0: float, dec0: float, ref_freq_hz: float) -> TrueComponent:
-    """Put ``component`` on the sky: invert the SIN projection about (ra0, dec0)."""
-    east, north = (v * _ARCSEC for v in component.offset_arcsec)
+def _offset_direction(offset_arcsec: Sequence[float], ra0: float, dec0: float) -> tuple[float, float]:
+    """Return (ra, dec) in radians of SIN-projection offsets (east, north, arcsec) about (ra0, dec0)."""
+    east, north = (v * _ARCSEC for v in offset_arcsec)
     up = math.sqrt(1.0 - east * east - north * north)
     dec = math.asin(north * math.cos(dec0) + up * math.sin(dec0))
     ra = ra0 + math.atan2(east, up * math.cos(dec0) - north * math.sin(dec0))
+    return ra % (2 * math.pi), dec
+
+
+def _place(component: SkyComponent, frame: str, ra0: float, dec0: float, ref_freq_hz: float) -> TrueComponent:
+    """Put ``component`` on the sky: invert the SIN projection about (ra0, dec0)."""
+    ra, dec = _offset_direction(component.offset_arcsec, ra0, dec0)
     return TrueComponent(
         flux_jy=float(component.flux_jy),
         ra_deg=math.degrees(ra) % 360.0,
@@ -572,6 +594,7 @@ def simulate_ms(
     correlations: str | None = None,
     telescope: str | None = None,
     field_name: str = "SIM",
+    pointings: Sequence[tuple[float, float]] | None = None,
     primary_beam: bool = False,
     overwrite: bool = False,
 ) -> SimulatedSky:
@@ -619,7 +642,16 @@ def simulate_ms(
         Telescope name to record (it selects the primary beam model).
         Default: the configuration file's observatory.
     field_name : `str`, optional
-        Name of the single field.
+        Name of the field (of every pointing of a mosaic).
+    pointings : sequence of `tuple` [`float`, `float`], optional
+        A mosaic: the (east, north) offsets, arcsec, of each pointing centre
+        from ``phase_centre`` (direction cosines, as component offsets). Each
+        pointing is a ``FIELD`` row named ``field_name`` and phase-centred on
+        itself; the pointings are observed in turn, one integration each,
+        throughout the track, so each needs ``hours * 3600 / integration_s``
+        to be at least the number of pointings. Default: one pointing at
+        ``phase_centre``. Use ``primary_beam=True`` for a mosaic to mean
+        anything.
     primary_beam : `bool`, optional
         Attenuate the components by the telescope's default primary beam.
     overwrite : `bool`, optional
@@ -657,6 +689,19 @@ def simulate_ms(
         raise ValueError(f"seed must be a positive integer, not {seed!r}.")
     if not field_name:
         raise ValueError("field_name must not be empty.")
+    offsets = [(0.0, 0.0)] if pointings is None else [tuple(map(float, p)) for p in pointings]
+    if not offsets or any(
+        len(p) != 2 or not all(math.isfinite(v) for v in p) or math.hypot(*p) * _ARCSEC >= 1.0
+        for p in offsets
+    ):
+        raise ValueError(
+            f"pointings must be a non-empty list of (east, north) offsets in arcsec, not {pointings!r}."
+        )
+    if len(offsets) > round(hours * 3600.0 / integration_s):
+        raise ValueError(
+            f"{len(offsets)} pointings need at least as many integrations of {integration_s} s; "
+            f"hours={hours} gives {round(hours * 3600.0 / integration_s)}."
+        )
     components = list(components)
     for comp in components:
         if not isinstance(comp, SkyComponent):
@@ -684,6 +729,7 @@ def simulate_ms(
     if not ref_freq_hz > 0:
         raise ValueError(f"ref_freq_hz must be > 0, not {ref_freq_hz}.")
     truth = tuple(_place(c, frame, ra0, dec0, ref_freq_hz) for c in components)
+    pointing_directions = [_offset_direction(p, ra0, dec0) for p in offsets]
 
     name = os.path.basename(path)
     scratch = tempfile.mkdtemp(prefix=f".radio_clean-tmp-{name}-", dir=os.path.dirname(path))
@@ -701,6 +747,7 @@ def simulate_ms(
             correlations=" ".join(corr),
             feed=feed,
             field_name=field_name,
+            pointing_directions=pointing_directions,
             hours=hours,
             integration_s=integration_s,
             date=date,
@@ -710,7 +757,7 @@ def simulate_ms(
             noise_jy=noise_jy,
             seed=seed,
         )
-        n_rows = _finish_columns(partial, noise_jy)
+        n_rows = _finish_columns(partial, noise_jy, field_name)
         if os.path.lexists(path):
             if not overwrite:
                 raise CasaError(f"{path} appeared while simulating; not replacing it.")
@@ -742,6 +789,7 @@ def simulate_ms(
         n_antennas=config.n_antennas,
         n_rows=n_rows,
         field_name=field_name,
+        pointings_deg=tuple((math.degrees(ra), math.degrees(dec)) for ra, dec in pointing_directions),
         noise_jy=float(noise_jy),
         seed=seed,
         primary_beam=primary_beam,
@@ -761,6 +809,7 @@ def _observe(
     correlations: str,
     feed: str,
     field_name: str,
+    pointing_directions: list[tuple[float, float]],
     hours: float,
     integration_s: float,
     date: str,
@@ -818,13 +867,16 @@ def _observe(
             step = "setting the feeds"
             _check(simulator.setfeed(mode=feed, pol=[""]), step)
             step = "setting the field"
-            _check(
-                simulator.setfield(
-                    sourcename=field_name,
-                    sourcedirection=measures.direction(frame, f"{ra0!r}rad", f"{dec0!r}rad"),
-                ),
-                step,
-            )
+            # The simulator finds a field by its name: distinct names here, the common one after.
+            names = _pointing_names(field_name, len(pointing_directions))
+            for name, (ra, dec) in zip(names, pointing_directions):
+                _check(
+                    simulator.setfield(
+                        sourcename=name,
+                        sourcedirection=measures.direction(frame, f"{ra!r}rad", f"{dec!r}rad"),
+                    ),
+                    step,
+                )
             step = "setting limits and times"
             _check(simulator.setlimits(shadowlimit=0.01, elevationlimit="10deg"), step)
             _check(simulator.setauto(autocorrwt=0.0), step)
@@ -839,17 +891,14 @@ def _observe(
                 step,
             )
             step = "observing"
-            half = hours * 1800.0
-            for k in range(len(spw_freqs)):
-                _check(
-                    simulator.observe(
-                        sourcename=field_name,
-                        spwname=f"SPW{k}",
-                        starttime=f"{-half!r}s",
-                        stoptime=f"{half!r}s",
-                    ),
-                    step,
-                )
+            for name, start, stop in _scans(names, hours, integration_s):
+                for k in range(len(spw_freqs)):
+                    _check(
+                        simulator.observe(
+                            sourcename=name, spwname=f"SPW{k}", starttime=f"{start!r}s", stoptime=f"{stop!r}s"
+                        ),
+                        step,
+                    )
             if truth:
                 step = "predicting visibilities"
                 if primary_beam:
@@ -877,11 +926,38 @@ def _check(result: object, step: str) -> None:
         raise CasaError(f"The CASA simulator failed while {step} (see the radio_clean.casa log).")
 
 
-def _finish_columns(ms_path: str, noise_jy: float) -> int:
-    """Drop the simulator's MODEL_DATA and CORRECTED_DATA; set WEIGHT/SIGMA for the noise."""
+def _pointing_names(field_name: str, n_pointings: int) -> list[str]:
+    """Names the simulator knows the pointings by until `_finish_columns` gives them ``field_name``."""
+    return [field_name] if n_pointings == 1 else [f"{field_name}-pointing{k}" for k in range(n_pointings)]
+
+
+def _scans(names: list[str], hours: float, integration_s: float) -> list[tuple[str, float, float]]:
+    """(field, start, stop) of each scan, in seconds of hour angle: one field per scan over the track.
+
+    One field: one scan over the whole track. Several: the fields in turn, one
+    integration each, as a mosaic is observed, over the track centred on transit.
+    """
+    half = hours * 1800.0
+    if len(names) == 1:
+        return [(names[0], -half, half)]
+    n_integrations = round(hours * 3600.0 / integration_s)
+    return [
+        (names[k % len(names)], -half + k * integration_s, -half + (k + 1) * integration_s)
+        for k in range(n_integrations)
+    ]
+
+
+def _finish_columns(ms_path: str, noise_jy: float, field_name: str) -> int:
+    """Drop MODEL_DATA and CORRECTED_DATA; set WEIGHT/SIGMA for the noise; name every field ``field_name``."""
     table = casatools.table()
     try:
         with casa_log_forwarded():
+            for subtable in ("FIELD", "SOURCE"):
+                if os.path.isdir(os.path.join(ms_path, subtable)):
+                    table.open(os.path.join(ms_path, subtable), nomodify=False)
+                    if table.nrows():
+                        table.putcol("NAME", np.array([field_name] * table.nrows()))
+                    table.close()
             table.open(ms_path, nomodify=False)
             extra = [c for c in ("MODEL_DATA", "CORRECTED_DATA") if c in table.colnames()]
             if extra:

@@ -154,6 +154,31 @@ def _metadata_digest(image: RadioImage) -> bytes:
     return digest.digest()
 
 
+SYNTHESIS_HEADER_KEYS = ("useweightimage",)
+"""miscinfo entries of CASA's images that its synthesis tools read as state.
+
+``useweightimage`` in the sumwt says the gridder normalizes with a weight image
+(mosaic, awproject). A normalizer made from images on disk reads it when it is
+set up: without it ``dividemodelbyweight`` does nothing, and the mosaic gridder
+predicts the flat-noise model as if it were the sky (the off-centre sources of
+a mosaic are then subtracted short by their PB). `read_casa_image` keeps
+miscinfo in the provenance, which `write_casa_image` stores elsewhere.
+"""
+
+
+def _restore_synthesis_header(image: RadioImage, path: str) -> None:
+    header = {key: image.provenance[key] for key in SYNTHESIS_HEADER_KEYS if key in image.provenance}
+    if not header:
+        return
+    tool = casatools.image()
+    try:
+        tool.open(path)
+        tool.setmiscinfo({**tool.miscinfo(), **header})
+    finally:
+        tool.close()
+        tool.done()
+
+
 @dataclasses.dataclass(frozen=True)
 class ImageDigest:
     """Content digest of a `RadioImage`: of what `write_casa_image` writes, and of that but the pixels."""
@@ -282,9 +307,14 @@ class Workspace:
         }
 
     def write(self, kind: str, image: RadioImage, digest: ImageDigest | None = None) -> None:
-        """Write one image as a new CASA image, replacing any of the same kind."""
+        """Write one image as a new CASA image, replacing any of the same kind.
+
+        The header entries CASA's synthesis tools read their state from (see
+        `SYNTHESIS_HEADER_KEYS`) go back where CASA put them.
+        """
         path = self.path(kind)
         write_casa_image(image, path, overwrite=True)
+        _restore_synthesis_header(image, path)
         self._written[kind] = _Written(digest or ImageDigest.of(image), FilesDigest.of(path))
 
     def sync(self, images: Mapping[str, RadioImage], *, may_stay: Sequence[str] = ()) -> None:

@@ -544,7 +544,13 @@ def run_major_cycle(
                     imager.setweightdensity(joint_density)
                 usemask = tools.parameters.getDecPars()["0"]["usemask"]
                 if _divides_in_python(parameters):
-                    normalizer.dividemodelbyweight()
+                    if not _faceted(tools.parameters):
+                        normalizer.dividemodelbyweight()
+                    elif _uses_weight_image(images):
+                        raise CasaError(
+                            "facets > 1 with a gridder that normalizes by a weight image (mosaic, "
+                            "awproject) is not supported; set facets=1."
+                        )
                     normalizer.scattermodel()
                 # lastcycle only matters for saving a model column, which radio_clean never does.
                 imager.executemajorcycle(controls={"lastcycle": False, "usemask": usemask})
@@ -564,6 +570,20 @@ def run_major_cycle(
         else:
             chain.drop("imager")
         return residuals
+
+
+def _faceted(imager_parameters) -> bool:
+    # With facets a normalizer divides the model facet by facet, through image stores it makes
+    # when it gathers the PSF or a residual. tclean's normalizer lives from the PSF on; a fresh
+    # one has none and dividemodelbyweight dereferences a null facet store (a segfault).
+    # Faceted gridders (widefield) use no weight image, so the division would change nothing.
+    return imager_parameters.getGridPars()["0"].get("facets", 1) > 1
+
+
+def _uses_weight_image(images: Mapping[str, RadioImage]) -> bool:
+    # CASA's own note in the sumwt header (see _engine.SYNTHESIS_HEADER_KEYS).
+    sumwt = images.get("sumwt", images.get("sumwt.tt0"))
+    return sumwt is not None and bool(sumwt.provenance.get("useweightimage", False))
 
 
 # The weight density's image header (CASA "miscinfo") holds the Briggs scale factors and
