@@ -570,15 +570,21 @@ class CleanLoop:
         pipeline_graph = self._pipeline_graph(step)
         where, bind = self._chain_query(chains)
         # A step whose RUN exists was begun by an earlier, killed run: resume it.
+        try:
+            butler.collections.get_info(step.run)
+            resumed = True
+        except MissingCollectionError:
+            resumed = False
+        pipeline_graph.resolve(butler.registry)
+        self._register_dataset_types(butler, pipeline_graph, step)
+        # Built before its RUN exists (unless resumed): the builder then looks for nothing in it.
+        components = self._build_graph(butler, pipeline_graph, step, chains, where, bind, resumed)
         # One transaction: the registry writes a RUN in more than one statement, and a kill between
         # them would leave a collection that is not a usable RUN.
         with butler.transaction():
-            resumed = not butler.collections.register(step.run, CollectionType.RUN)
-            if not resumed or step.run not in butler.collections.get_info(self.output).children:
+            butler.collections.register(step.run, CollectionType.RUN)
+            if step.run not in butler.collections.get_info(self.output).children:
                 butler.collections.prepend_chain(self.output, step.run)
-        pipeline_graph.resolve(butler.registry)
-        self._register_dataset_types(butler, pipeline_graph, step)
-        components = self._build_graph(butler, pipeline_graph, step, chains, where, bind, resumed)
         graph = components.assemble()
         quantum_ids = list(graph)
         self.graph_seconds += time.perf_counter() - started
@@ -650,7 +656,7 @@ class CleanLoop:
             bind=bind,
             output_run=step.run,
             input_collections=[self.output],
-            skip_existing_in=[step.run],
+            skip_existing_in=[step.run] if resumed else [],
         ).finish(output=self.output, metadata={"data_query": where}, attach_datastore_records=True)
 
     def _submit_step(
