@@ -60,7 +60,7 @@ from astropy.wcs import WCS, WCSHDO_P14, WCSHDO_P17, FITSFixedWarning, WCSHDO_sa
 from lsst.daf.butler import DatasetProvenance, FormatterV2
 from lsst.resources import ResourcePath
 
-from .fits_cards import date_card, observation_cards, origin
+from .fits_cards import observation_cards, origin
 
 ProvenanceValue = str | int | float | bool
 """Types a provenance entry may have (they round-trip through FITS and CASA)."""
@@ -1531,7 +1531,8 @@ class RadioImageFitsFormatter(FormatterV2):
     any such keys the image already had, and the primary header gets the
     cards exportfits writes about a tclean image that the data ID tells
     (``TELESCOP``, ``INSTRUME``, ``OBJECT``, ``BTYPE``, ``OBSRA``/``OBSDEC``,
-    ``VELREF``, ...; see `radio_clean.fits_cards.observation_cards`) and ``DATE``.
+    ``VELREF``, ...; see `radio_clean.fits_cards.observation_cards`). The
+    registry records when a dataset was stored; ``DATE`` is left to export.
     """
 
     default_extension: ClassVar[str] = ".fits"
@@ -1557,15 +1558,14 @@ class RadioImageFitsFormatter(FormatterV2):
             uri.ospath, overwrite=True, header_cards=self._header_cards(in_memory_dataset)
         )
 
-    def _header_cards(self, image: RadioImage) -> list[fits.Card]:
-        """The cards the data ID gives: telescope and field (an image of another kind gets DATE only)."""
-        cards = [date_card()]
+    def _header_cards(self, image: RadioImage) -> Sequence[fits.Card]:
+        """The cards the data ID gives: telescope and field (none for an image of another kind)."""
         data_id = self.dataset_ref.dataId if self.dataset_ref is not None else {}
-        if "instrument" in data_id and "field" in data_id:
-            cards[:0] = observation_cards(
-                image.wcs, telescope=str(data_id["instrument"]), object_name=str(data_id["field"])
-            )
-        return cards
+        if "instrument" not in data_id or "field" not in data_id:
+            return ()
+        return observation_cards(
+            image.wcs, telescope=str(data_id["instrument"]), object_name=str(data_id["field"])
+        )
 
     def add_provenance(
         self, in_memory_dataset: Any, /, *, provenance: DatasetProvenance | None = None
