@@ -12,9 +12,10 @@ the exported ones say the same thing:
   MeasurementSets and their fingerprints, the Butler repository, collection,
   RUN and dataset id (`history_cards`).
 
-The cards describing the image (the first kind) are added by the Butler
-formatter to every image it writes; ``OBSERVER`` and the ``HISTORY`` record
-need the registry, and are added when products are exported.
+The Butler formatter adds to every image it writes the cards its data ID
+gives (all of the first kind but ``OBSERVER`` and ``DATE``); ``OBSERVER``
+and the ``HISTORY`` record need the registry, and are added with ``DATE``
+when products are exported.
 """
 
 from __future__ import annotations

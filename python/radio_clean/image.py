@@ -9,7 +9,9 @@ On disk (`RadioImageFitsFormatter`) an image is one FITS file:
 
 * primary HDU: the pixels (BITPIX -32) and a header with the WCS written at
   full double precision, ``BUNIT`` and, for a single restoring beam,
-  ``BMAJ``/``BMIN``/``BPA`` in degrees;
+  ``BMAJ``/``BMIN``/``BPA`` in degrees, ``ORIGIN`` with the software versions,
+  then any cards the writer is given (``OBJECT``, ``TELESCOP``, ``HISTORY``,
+  ... from `radio_clean.fits_cards`), which reading ignores;
 * ``BEAMS`` binary table (only for per-plane beams), laid out exactly as CASA
   writes it (``CASAMBM = T`` in the primary header, columns BMAJ, BMIN
   [arcsec], BPA [deg] as float32 and CHAN, POL as int32, ``NCHAN``/``NPOL`` in
