@@ -987,7 +987,7 @@ def _wcs_header(wcs: WCS) -> fits.Header:
 def _image_to_hdus(image: RadioImage, header_cards: Sequence[fits.Card] = ()) -> fits.HDUList:
     header = _wcs_header(image.wcs)
     for card in (*_image_cards(image.brightness_unit, _beam_key(image.restoring_beam)), *header_cards):
-        header.append(card)
+        header.append(card, bottom=True)  # in the order given, even after COMMENT or HISTORY cards
     hdus = fits.HDUList([fits.PrimaryHDU(data=image.pixels, header=header)])
     if isinstance(image.restoring_beam, PlaneBeams):
         hdus.append(_beams_table(image.restoring_beam))
