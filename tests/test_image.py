@@ -393,10 +393,9 @@ def test_header_cards_are_written_and_ignored_on_reading(image, tmp_path):
             measurement_sets=[("/data/" + "long/" * 20 + "3C273XC1.ms", "0" * 64)],
             repository="/data/repo",
             collection="images/x",
-            dataset_type="image",
-            dataset_id="01a23699-1363-733c-91be-8254dc8b0b99",
-            run="images/x/finish004",
-            data_id={"instrument": "VLA", "field": "3C273"},
+            datasets=[
+                ("image", "01a23699-1363-733c-91be-8254dc8b0b99", "images/x/finish004", {"field": "3C273"})
+            ],
         ),
     ]
     ours, theirs = tmp_path / "ours.fits", tmp_path / "astropy.fits"

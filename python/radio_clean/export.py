@@ -278,32 +278,16 @@ def _header_cards(
     )
     cards.append(date_card())
     roots = [root for root in butler.get_datastore_roots().values() if root is not None]
-    for ref in refs:
-        cards.extend(
-            history_cards(
-                tclean_parameters=parameters.to_tclean(),
-                measurement_sets=[(record.ms_path, record.fingerprint) for record in observations],
-                repository=os.path.normpath(roots[0].ospath) if roots else str(butler),
-                collection=", ".join(butler.collections.defaults),
-                dataset_type=ref.datasetType.name,
-                dataset_id=str(ref.id),
-                run=ref.run,
-                data_id=dict(ref.dataId.mapping),
-            )
-            if ref is refs[0]
-            else _more_dataset_cards(ref)
+    cards.extend(
+        history_cards(
+            tclean_parameters=parameters.to_tclean(),
+            measurement_sets=[(record.ms_path, record.fingerprint) for record in observations],
+            repository=os.path.normpath(roots[0].ospath) if roots else str(butler),
+            collection=", ".join(butler.collections.defaults),
+            datasets=[(ref.datasetType.name, str(ref.id), ref.run, ref.dataId.mapping) for ref in refs],
         )
+    )
     return cards
-
-
-def _more_dataset_cards(ref: DatasetRef) -> list[fits.Card]:
-    """HISTORY cards naming another dataset a file was assembled from (a cube's later channel chunks)."""
-    data_id = ", ".join(f"{key}={value}" for key, value in ref.dataId.mapping.items())
-    return [
-        fits.Card("HISTORY", f"Also dataset: {ref.datasetType.name}, RUN {ref.run}"),
-        fits.Card("HISTORY", f"Dataset id: {ref.id}"),
-        fits.Card("HISTORY", f"Data ID: {data_id}"),
-    ]
 
 
 def _peak_over_channels(pieces, peak_map: list[RadioImage]):

@@ -184,10 +184,7 @@ def history_cards(
     measurement_sets: Sequence[tuple[str, str]],
     repository: str,
     collection: str,
-    dataset_type: str,
-    dataset_id: str,
-    run: str,
-    data_id: Mapping[str, Any],
+    datasets: Sequence[tuple[str, str, str, Mapping[str, Any]]],
 ) -> list[fits.Card]:
     """Return ``HISTORY`` cards saying how a product was made.
 
@@ -203,10 +200,10 @@ def history_cards(
         The Butler repository.
     collection : `str`
         The output collection the products were exported from.
-    dataset_type, dataset_id, run : `str`
-        The dataset: its type, id and RUN collection.
-    data_id : `~collections.abc.Mapping`
-        Its data ID (instrument, field, band, ...).
+    datasets : `~collections.abc.Sequence` [`tuple`]
+        The datasets the file holds (one, or a cube's channel chunks), each
+        as dataset type, id, RUN collection and data ID; the first data ID
+        names the field.
 
     Returns
     -------
@@ -220,10 +217,11 @@ def history_cards(
         f"casatools {versions['casatools']}, casatasks {versions['casatasks']}",
         f"Butler repository: {repository}",
         f"Collection: {collection}",
-        f"Dataset: {dataset_type}, RUN {run}",
-        f"Dataset id: {dataset_id}",
-        "Data ID: " + ", ".join(f"{key}={value}" for key, value in data_id.items()),
     ]
+    for dataset_type, dataset_id, run, data_id in datasets:
+        lines.append(f"Dataset: {dataset_type}, RUN {run}")
+        lines.append(f"Dataset id: {dataset_id}")
+        lines.append("Data ID: " + ", ".join(f"{key}={value}" for key, value in data_id.items()))
     for number, (path, fingerprint) in enumerate(measurement_sets, start=1):
         lines.append(f"Input MS {number}: {path}")
         lines.append(f"Input MS {number} fingerprint (SHA-256):")
@@ -231,7 +229,7 @@ def history_cards(
     lines.append("tclean parameters as used:")
     used = {
         "vis": [path for path, _ in measurement_sets],
-        "field": str(data_id.get("field", "")),
+        "field": str(datasets[0][3].get("field", "")) if datasets else "",
         **tclean_parameters,
     }
     lines.extend(f"{name:<11} = {_tclean_value(value)}" for name, value in used.items())
