@@ -381,6 +381,34 @@ def test_fits_writer_writes_what_astropy_writes(image, tmp_path):
         assert ours.read_bytes() == theirs.read_bytes()
 
 
+def test_header_cards_are_written_and_ignored_on_reading(image, tmp_path):
+    """Cards given to to_fits are written as astropy writes them; reading gives back the same image."""
+    from radio_clean.fits_cards import date_card, history_cards, observation_cards
+
+    cards = [
+        *observation_cards(image.wcs, telescope="VLA", object_name="3C273", observer="AO88"),
+        date_card(),
+        *history_cards(
+            tclean_parameters={"niter": 50, "cell": ["2arcsec"]},
+            measurement_sets=[("/data/" + "long/" * 20 + "3C273XC1.ms", "0" * 64)],
+            repository="/data/repo",
+            collection="images/x",
+            datasets=[
+                ("image", "01a23699-1363-733c-91be-8254dc8b0b99", "images/x/finish004", {"field": "3C273"})
+            ],
+        ),
+    ]
+    ours, theirs = tmp_path / "ours.fits", tmp_path / "astropy.fits"
+    image.to_fits(str(ours), header_cards=cards)
+    radio_clean.image._image_to_hdus(image, cards).writeto(str(theirs))
+    assert ours.read_bytes() == theirs.read_bytes()
+    header = fits.getheader(ours)
+    assert (header["TELESCOP"], header["OBJECT"], header["OBSERVER"]) == ("VLA", "3C273", "AO88")
+    assert "niter       = 50" in [str(line) for line in header["HISTORY"]]
+    assert RadioImage.from_fits(str(ours)).differences(image) == []
+    assert radio_clean.image._read_fits_with_astropy(str(ours), None).differences(image) == []
+
+
 def test_fits_reader_reads_what_astropy_reads(image, tmp_path):
     """The direct reader and the astropy reader give the same image, for every file layout."""
     path = str(tmp_path / "image.fits")

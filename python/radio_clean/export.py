@@ -1,4 +1,11 @@
-"""Export CLEAN products from a repository as FITS files with CASA's names."""
+"""Export CLEAN products from a repository as FITS files with CASA's names.
+
+Every exported FITS file carries, besides what the repository's file has,
+the cards only the registry can give (see `radio_clean.fits_cards`): the
+observer, and a ``HISTORY`` record of software versions, tclean parameters,
+input MeasurementSets with their fingerprints, repository, collection, RUN
+and dataset id, so that a file copied out alone says how it was made.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +14,15 @@ __all__ = ["export_cube_products", "export_products", "exported_names", "last_mi
 import json
 import os
 import shutil
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from lsst.daf.butler import Butler
+from astropy.io import fits
+from lsst.daf.butler import Butler, DatasetRef, DimensionRecord
 
-from .image import RadioImage, write_fits_from_channel_pieces
+from .fits_cards import date_card, history_cards, observation_cards
+from .image import RadioImage, read_fits_provenance, write_fits_from_channel_pieces
 from .parameters import CleanParametersConfig
 from .quicklook import image_figure
 from .tasks.base import CHUNK_DATASET_PREFIX
@@ -97,8 +107,12 @@ def export_products(
     final_cycle = int(clean_summary["cycle"])
     files = []
     mask_cycle = min(final_cycle, last_minor_cycle(clean_summary))
+    observations = _input_observations(butler, [butler.find_dataset("image", data_id)])
     for file_name, dataset_type in exported_names(parameters, final_cycle, mask_cycle).items():
-        butler.get(dataset_type, data_id).to_fits(os.path.join(directory, file_name), overwrite=True)
+        ref = butler.find_dataset(dataset_type, data_id)
+        image = butler.get(ref)
+        cards = _header_cards(butler, image, data_id, parameters, observations, [ref])
+        image.to_fits(os.path.join(directory, file_name), overwrite=True, header_cards=cards)
         files.append(file_name)
     for file_name, dataset_type in (("image.png", "image_png"), ("convergence.png", "convergence_png")):
         shutil.copyfile(butler.getURI(dataset_type, data_id).ospath, os.path.join(directory, file_name))
@@ -162,14 +176,21 @@ def export_cube_products(
     ]
     files = []
     peak_map: list[RadioImage] = []
+    observations = _input_observations(
+        butler, [butler.find_dataset(CHUNK_DATASET_PREFIX + "image", chunk_id) for chunk_id, _, _ in chunks]
+    )
     for file_name in names[0]:
-        pieces = (
-            butler.get(CHUNK_DATASET_PREFIX + chunk_names[file_name], chunk_id)
+        refs = [
+            butler.find_dataset(CHUNK_DATASET_PREFIX + chunk_names[file_name], chunk_id)
             for (chunk_id, _, _), chunk_names in zip(chunks, names, strict=True)
-        )
+        ]
+        # The cards are made from the first channel (the cube's WCS, one channel high).
+        first = butler.get(refs[0], parameters={"channels": (0, 1)})
+        cards = _header_cards(butler, first, data_id, parameters, observations, refs)
+        pieces = (butler.get(ref) for ref in refs)
         if file_name == "image.fits":
             pieces = _peak_over_channels(pieces, peak_map)
-        write_fits_from_channel_pieces(os.path.join(directory, file_name), pieces, n_chan)
+        write_fits_from_channel_pieces(os.path.join(directory, file_name), pieces, n_chan, header_cards=cards)
         files.append(file_name)
     title = f"{data_id['field']} {data_id['band']} restored, peak over {n_chan} channels"
     image_figure(peak_map[0], title=title).savefig(os.path.join(directory, "image.png"))
@@ -208,6 +229,67 @@ def export_cube_products(
     with open(os.path.join(directory, "summary.json"), "w") as stream:
         json.dump(summary, stream, indent=2)
     return summary
+
+
+def _input_observations(butler: Butler, refs: Sequence[DatasetRef | None]) -> list[DimensionRecord]:
+    """The ``observation`` records of the MeasurementSets the restored images were made from.
+
+    They are read from the images' own provenance (the ``visibilities``
+    datasets their Restore quanta read), so they are exactly the inputs of
+    this run, whatever else the repository holds.
+    """
+    ids = set()
+    for ref in refs:
+        if ref is None:
+            continue
+        provenance = read_fits_provenance(butler.getURI(ref).ospath)
+        for key, value in provenance.items():
+            if (
+                key.startswith("LSST.BUTLER.INPUT.")
+                and key.endswith(".DATASETTYPE")
+                and value == "visibilities"
+            ):
+                ids.add(str(provenance[key.removesuffix("DATASETTYPE") + "ID"]))
+    records = {}
+    for dataset_id in ids:
+        visibilities = butler.get_dataset(dataset_id, dimension_records=True)
+        if visibilities is not None:
+            record = visibilities.dataId.records["observation"]
+            records[record.id] = record
+    return [records[key] for key in sorted(records)]
+
+
+def _header_cards(
+    butler: Butler,
+    image: RadioImage,
+    data_id: Mapping[str, Any],
+    parameters: CleanParametersConfig,
+    observations: Sequence[DimensionRecord],
+    refs: Sequence[DatasetRef],
+) -> list[fits.Card]:
+    """What an exported file says besides the image: exportfits's cards and how it was made."""
+    observers = list(dict.fromkeys(record.observer for record in observations if record.observer))
+    cards = list(
+        observation_cards(
+            image.wcs,
+            telescope=str(data_id["instrument"]),
+            object_name=str(data_id["field"]),
+            observer=", ".join(observers) if observers else None,
+            veltype=parameters.veltype,
+        )
+    )
+    cards.append(date_card())
+    roots = [root for root in butler.get_datastore_roots().values() if root is not None]
+    cards.extend(
+        history_cards(
+            tclean_parameters=parameters.to_tclean(),
+            measurement_sets=[(record.ms_path, record.fingerprint) for record in observations],
+            repository=os.path.normpath(roots[0].ospath) if roots else str(butler),
+            collection=", ".join(butler.collections.defaults),
+            datasets=[(ref.datasetType.name, str(ref.id), ref.run, ref.dataId.mapping) for ref in refs],
+        )
+    )
+    return cards
 
 
 def _peak_over_channels(pieces, peak_map: list[RadioImage]):

@@ -9,7 +9,9 @@ On disk (`RadioImageFitsFormatter`) an image is one FITS file:
 
 * primary HDU: the pixels (BITPIX -32) and a header with the WCS written at
   full double precision, ``BUNIT`` and, for a single restoring beam,
-  ``BMAJ``/``BMIN``/``BPA`` in degrees;
+  ``BMAJ``/``BMIN``/``BPA`` in degrees, ``ORIGIN`` with the software versions,
+  then any cards the writer is given (``OBJECT``, ``TELESCOP``, ``HISTORY``,
+  ... from `radio_clean.fits_cards`), which reading ignores;
 * ``BEAMS`` binary table (only for per-plane beams), laid out exactly as CASA
   writes it (``CASAMBM = T`` in the primary header, columns BMAJ, BMIN
   [arcsec], BPA [deg] as float32 and CHAN, POL as int32, ``NCHAN``/``NPOL`` in
@@ -38,6 +40,7 @@ __all__ = [
     "RadioImage",
     "RadioImageFitsFormatter",
     "make_image_wcs",
+    "read_fits_provenance",
     "write_fits_from_channel_pieces",
 ]
 
@@ -58,6 +61,8 @@ from astropy.io import fits
 from astropy.wcs import WCS, WCSHDO_P14, WCSHDO_P17, FITSFixedWarning, WCSHDO_safe
 from lsst.daf.butler import DatasetProvenance, FormatterV2
 from lsst.resources import ResourcePath
+
+from .fits_cards import observation_cards, origin
 
 ProvenanceValue = str | int | float | bool
 """Types a provenance entry may have (they round-trip through FITS and CASA)."""
@@ -712,7 +717,7 @@ class RadioImage:
 
     # -- FITS ------------------------------------------------------------------------------------
 
-    def to_fits(self, path: str, *, overwrite: bool = False) -> None:
+    def to_fits(self, path: str, *, overwrite: bool = False, header_cards: Sequence[fits.Card] = ()) -> None:
         """Write the image as a FITS file (the layout described in the module docs).
 
         Parameters
@@ -721,8 +726,13 @@ class RadioImage:
             File to write.
         overwrite : `bool`, optional
             Whether an existing file may be replaced.
+        header_cards : `~collections.abc.Sequence` [`astropy.io.fits.Card`], optional
+            Cards that describe the image without being part of it (``OBJECT``,
+            ``TELESCOP``, ``DATE``, ``HISTORY``, ...; see `radio_clean.fits_cards`),
+            added to the primary header after the image's own. Reading the file
+            back ignores them.
         """
-        _write_fits(self, path, overwrite=overwrite)
+        _write_fits(self, path, overwrite=overwrite, header_cards=header_cards)
 
     @classmethod
     def from_fits(cls, path: str, *, channels: tuple[int, int] | slice | None = None) -> RadioImage:
@@ -744,7 +754,9 @@ class RadioImage:
         return _read_fits(path, channels)
 
 
-def write_fits_from_channel_pieces(path: str, pieces: Iterable[RadioImage], n_chan: int) -> None:
+def write_fits_from_channel_pieces(
+    path: str, pieces: Iterable[RadioImage], n_chan: int, *, header_cards: Sequence[fits.Card] = ()
+) -> None:
     """Write a cube FITS file from consecutive channel ranges, holding one range in memory at a time.
 
     The file is what `RadioImage.concatenate_channels` followed by
@@ -760,6 +772,8 @@ def write_fits_from_channel_pieces(path: str, pieces: Iterable[RadioImage], n_ch
         Images of consecutive channels, in order; read one at a time.
     n_chan : `int`
         Channels of the whole cube (the sum over the pieces).
+    header_cards : `~collections.abc.Sequence` [`astropy.io.fits.Card`], optional
+        Cards added to the primary header, as in `RadioImage.to_fits`.
     """
     first: RadioImage | None = None
     beam_pieces = []  # the pieces' beams only (as one-plane-high images are not needed)
@@ -769,7 +783,7 @@ def write_fits_from_channel_pieces(path: str, pieces: Iterable[RadioImage], n_ch
         for piece in pieces:
             if first is None:
                 first = piece.channel_slice(0, 1).replace(pixels=piece.pixels[:, :1].copy(), provenance={})
-                header = _image_to_hdus(first.replace(restoring_beam=None))[0].header
+                header = _image_to_hdus(first.replace(restoring_beam=None), header_cards)[0].header
                 header["NAXIS3"] = n_chan
                 if piece.restoring_beam is not None:
                     header["CASAMBM"] = (True, "CASA multiple BEAMS table present")
@@ -909,7 +923,15 @@ def _float_card(keyword: str, value: float, comment: str) -> fits.Card:
 _END_CARD = "END" + " " * 77
 _CARD_LENGTH = 80
 _PIXEL_CHUNK = 1 << 20  # pixels byte-swapped per write: 4 MB of buffer whatever the image size
-_BEAM_KEYWORDS = ("BMAJ    ", "BMIN    ", "BPA     ")
+# Keyword fields of cards that say nothing about the coordinates: the WCS of a file is read without them.
+_NOT_WCS_KEYWORDS = frozenset(
+    f"{keyword:<8}"
+    for keyword in (
+        "BMAJ", "BMIN", "BPA", "BUNIT", "CASAMBM", _LAYOUT_KEYWORD, "ORIGIN", "DATE", "BTYPE", "OBJECT",
+        "TELESCOP", "INSTRUME", "OBSERVER", "OBSRA", "OBSDEC", "ALTRVAL", "ALTRPIX", "VELREF", "HISTORY",
+        "COMMENT",
+    )
+)  # fmt: skip
 _TABLE_FORMAT = re.compile(r"\s*(\d*)([EJA])\s*")
 _TABLE_DTYPES = {"E": ">f4", "J": ">i4"}
 
@@ -939,15 +961,33 @@ def _image_cards(brightness_unit: str, beam_key: tuple) -> list[fits.Card]:
     elif beam_key == ("planes",):
         cards.append(fits.Card("CASAMBM", True, "CASA multiple BEAMS table present"))
     cards.append(fits.Card(_LAYOUT_KEYWORD, _LAYOUT_VERSION, "radio_clean RadioImage FITS layout version"))
-    cards.append(fits.Card("ORIGIN", "radio_clean"))
+    cards.append(fits.Card("ORIGIN", origin()))
     return cards
 
 
-def _image_to_hdus(image: RadioImage) -> fits.HDUList:
+def _wcs_header(wcs: WCS) -> fits.Header:
+    """The WCS cards of a primary header.
+
+    wcslib writes the observatory as OBSGEO-X/Y/Z only; OBSGEO-L/B/H, which
+    it derives from them, are added so that ``WCS(header)`` has nothing to fix.
+    """
     header = fits.Header()
-    header.extend(image.wcs.to_header(relax=_WCS_HEADER_FLAGS), update=True)
-    for card in _image_cards(image.brightness_unit, _beam_key(image.restoring_beam)):
-        header.append(card)
+    header.extend(wcs.to_header(relax=_WCS_HEADER_FLAGS), update=True)
+    geodetic = [float(value) for value in wcs.wcs.obsgeo[3:6]]
+    if "OBSGEO-X" in header and all(math.isfinite(value) for value in geodetic):
+        for axis, value, comment in zip(
+            "LBH",
+            geodetic,
+            ("[deg] observatory longitude", "[deg] observatory latitude", "[m] observatory height"),
+        ):
+            header.append(_float_card(f"OBSGEO-{axis}", value, comment))
+    return header
+
+
+def _image_to_hdus(image: RadioImage, header_cards: Sequence[fits.Card] = ()) -> fits.HDUList:
+    header = _wcs_header(image.wcs)
+    for card in (*_image_cards(image.brightness_unit, _beam_key(image.restoring_beam)), *header_cards):
+        header.append(card, bottom=True)  # in the order given, even after COMMENT or HISTORY cards
     hdus = fits.HDUList([fits.PrimaryHDU(data=image.pixels, header=header)])
     if isinstance(image.restoring_beam, PlaneBeams):
         hdus.append(_beams_table(image.restoring_beam))
@@ -1034,9 +1074,7 @@ def _wcs_header_text(wcs: WCS) -> str:
     key = _wcs_key(wcs)
     text = _WCS_HEADER_TEXT.get(key)
     if text is None:
-        header = fits.Header()
-        header.extend(wcs.to_header(relax=_WCS_HEADER_FLAGS), update=True)
-        text = header.tostring(sep="", endcard=False, padding=False)
+        text = _wcs_header(wcs).tostring(sep="", endcard=False, padding=False)
         _WCS_HEADER_TEXT.put(key, text)
     return text
 
@@ -1060,12 +1098,13 @@ def _image_cards_text(brightness_unit: str, beam_key: tuple) -> str:
     return "".join(card.image for card in _image_cards(brightness_unit, beam_key))
 
 
-def _primary_header_bytes(image: RadioImage, *, extend: bool) -> bytes:
+def _primary_header_bytes(image: RadioImage, *, extend: bool, header_cards: Sequence[fits.Card]) -> bytes:
     return _header_bytes(
         [
             _primary_cards_text(image.shape, extend),
             _wcs_header_text(image.wcs),
             _image_cards_text(image.brightness_unit, _beam_key(image.restoring_beam)),
+            *(card.image for card in header_cards),
         ]
     )
 
@@ -1134,7 +1173,9 @@ def _write_pixels(stream: Any, pixels: np.ndarray) -> None:
     stream.write(bytes(_padded(n_bytes) - n_bytes))
 
 
-def _write_fits(image: RadioImage, path: str, *, overwrite: bool) -> None:
+def _write_fits(
+    image: RadioImage, path: str, *, overwrite: bool, header_cards: Sequence[fits.Card] = ()
+) -> None:
     """Write the file `_image_to_hdus` describes, byte for byte as astropy would, without astropy HDUs."""
     tables = []
     beam = image.restoring_beam
@@ -1144,7 +1185,7 @@ def _write_fits(image: RadioImage, path: str, *, overwrite: bool) -> None:
         tables.append(
             _table_bytes(_PROVENANCE_EXTNAME, _provenance_columns(image.provenance), _PROVENANCE_CARDS)
         )
-    header = _primary_header_bytes(image, extend=bool(tables))
+    header = _primary_header_bytes(image, extend=bool(tables), header_cards=header_cards)
     if os.path.lexists(path):
         if not overwrite:
             raise OSError(f"File {path!r} already exists. If you mean to replace it then use overwrite=True.")
@@ -1261,18 +1302,23 @@ def _data_size(cards: _Cards) -> int:
 
 
 def _file_wcs(cards: _Cards) -> WCS:
-    """``WCS(header, naxis=4)`` of a primary header, made once per header (beam cards aside)."""
+    """``WCS(header, naxis=4)`` of a primary header's coordinate cards, made once per distinct set.
+
+    Cards that describe the image rather than its coordinates (beam, unit,
+    OBJECT, DATE, HISTORY, ...) are left out, so that images differing only
+    in those share one WCS, and what is read back is the WCS that was written.
+    """
     text = cards.text
     key = "".join(
         text[position : position + _CARD_LENGTH]
         for position in range(0, len(text), _CARD_LENGTH)
-        if text[position : position + 8] not in _BEAM_KEYWORDS
+        if text[position : position + 8] not in _NOT_WCS_KEYWORDS
     )
     wcs = _FILE_WCS.get(key)
     if wcs is None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FITSFixedWarning)
-            wcs = WCS(fits.Header.fromstring(text), naxis=4)
+            wcs = WCS(fits.Header.fromstring(key), naxis=4)
         _FILE_WCS.put(key, wcs)
     return wcs
 
@@ -1428,6 +1474,26 @@ def _read_fits_with_astropy(path: str, channels: tuple[int, int] | slice | None)
     )
 
 
+def read_fits_provenance(path: str) -> dict[str, ProvenanceValue]:
+    """Read only the provenance of a RadioImage FITS file (no pixels).
+
+    Parameters
+    ----------
+    path : `str`
+        The FITS file.
+
+    Returns
+    -------
+    provenance : `dict` [`str`, `str` | `int` | `float` | `bool`]
+        The ``PROVENANCE`` table's entries (empty if it has none).
+    """
+    with fits.open(path, memmap=False, lazy_load_hdus=True) as hdus:
+        if not _has_extension(hdus, _PROVENANCE_EXTNAME):
+            return {}
+        data = hdus[_PROVENANCE_EXTNAME].data
+        return _provenance_from_columns(data["KEY"], data["VALUE"])
+
+
 def _has_extension(hdus: fits.HDUList, extname: str) -> bool:
     try:
         hdus[extname]
@@ -1464,7 +1530,11 @@ class RadioImageFitsFormatter(FormatterV2):
     `slice`) reads only those channels from the file. On write, the Butler's
     provenance (dataset id, run, data ID, inputs, quantum) is added to the
     image's provenance under keys starting with ``LSST.BUTLER.``, replacing
-    any such keys the image already had.
+    any such keys the image already had, and the primary header gets the
+    cards exportfits writes about a tclean image that the data ID tells
+    (``TELESCOP``, ``INSTRUME``, ``OBJECT``, ``BTYPE``, ``OBSRA``/``OBSDEC``,
+    ``VELREF``, ...; see `radio_clean.fits_cards.observation_cards`). The
+    registry records when a dataset was stored; ``DATE`` is left to export.
     """
 
     default_extension: ClassVar[str] = ".fits"
@@ -1486,7 +1556,18 @@ class RadioImageFitsFormatter(FormatterV2):
             raise TypeError(
                 f"RadioImageFitsFormatter writes RadioImage objects, not {type(in_memory_dataset).__name__}."
             )
-        in_memory_dataset.to_fits(uri.ospath, overwrite=True)
+        in_memory_dataset.to_fits(
+            uri.ospath, overwrite=True, header_cards=self._header_cards(in_memory_dataset)
+        )
+
+    def _header_cards(self, image: RadioImage) -> Sequence[fits.Card]:
+        """The cards the data ID gives: telescope and field (none for an image of another kind)."""
+        data_id = self.dataset_ref.dataId if self.dataset_ref is not None else {}
+        if "instrument" not in data_id or "field" not in data_id:
+            return ()
+        return observation_cards(
+            image.wcs, telescope=str(data_id["instrument"]), object_name=str(data_id["field"])
+        )
 
     def add_provenance(
         self, in_memory_dataset: Any, /, *, provenance: DatasetProvenance | None = None
