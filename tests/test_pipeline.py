@@ -195,6 +195,10 @@ def test_front_door_leaves_ms_untouched(front_door_run):
             "parameters.scales is required with deconvolver=multiscale",
         ),
         (["cell"], "--set 'cell' is not of the form NAME=VALUE"),
+        (
+            ["usemask=auto-multithresh", "smoothfactor=0"],
+            "Value '0' of tclean parameter 'smoothfactor' is not allowed: it must be above 0",
+        ),
     ],
 )
 def test_bad_parameters_are_refused_before_any_work(tmp_path, demo_ms_dir, capsys, settings, message):
