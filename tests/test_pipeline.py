@@ -34,6 +34,13 @@ def test_pipeline_has_one_label_per_task_and_the_loop_in_subsets():
         "finish": ["restore"],
     }
     assert tuple(pipeline["subsets"]) == STEPS
+    # Consecutive labels have the same tclean parameters: every subset of consecutive tasks keeps its own.
+    assert [contract["contract"] for contract in pipeline["contracts"]] == [
+        "makePsf.parameters == majorCycle.parameters",
+        "majorCycle.parameters == autoMask.parameters",
+        "autoMask.parameters == deconvolve.parameters",
+        "deconvolve.parameters == restore.parameters",
+    ]
     assert pipeline["parameters"] == {"niter": 10, "major_cycle": "c0", "minor_cycle": "c1"}
     # Connection templates come from the loop's pipeline parameters, not from fixed cycles.
     assert pipeline["tasks"]["deconvolve"]["config"] == {
