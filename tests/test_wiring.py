@@ -644,7 +644,7 @@ def test_one_task_with_other_tclean_parameters_breaks_the_contract(subset):
 
 
 def test_clean_loop_refuses_a_broken_contract_in_one_sentence(repo):
-    root, _ = repo
+    root, butler = repo
     loop = CleanLoop(
         root,
         pipeline_uri=os.path.join(PIPELINES, "CubeImaging.yaml"),
@@ -660,3 +660,4 @@ def test_clean_loop_refuses_a_broken_contract_in_one_sentence(repo):
         "cubeMakePsf and cubeMajorCycle must have the same tclean parameters; set them for every task "
         "(pipeline parameters, -c parameters:NAME=VALUE), not for one."
     )
+    assert list(butler.collections.query("images/*")) == []
