@@ -34,6 +34,13 @@ def test_pipeline_has_one_label_per_task_and_the_loop_in_subsets():
         "finish": ["restore"],
     }
     assert tuple(pipeline["subsets"]) == STEPS
+    # Consecutive labels have the same tclean parameters: every subset of consecutive tasks keeps its own.
+    assert [contract["contract"] for contract in pipeline["contracts"]] == [
+        "makePsf.parameters == majorCycle.parameters",
+        "majorCycle.parameters == autoMask.parameters",
+        "autoMask.parameters == deconvolve.parameters",
+        "deconvolve.parameters == restore.parameters",
+    ]
     assert pipeline["parameters"] == {"niter": 10, "major_cycle": "c0", "minor_cycle": "c1"}
     # Connection templates come from the loop's pipeline parameters, not from fixed cycles.
     assert pipeline["tasks"]["deconvolve"]["config"] == {
@@ -195,6 +202,10 @@ def test_front_door_leaves_ms_untouched(front_door_run):
             "parameters.scales is required with deconvolver=multiscale",
         ),
         (["cell"], "--set 'cell' is not of the form NAME=VALUE"),
+        (
+            ["usemask=auto-multithresh", "smoothfactor=0"],
+            "Value '0' of tclean parameter 'smoothfactor' is not allowed: it must be above 0",
+        ),
     ],
 )
 def test_bad_parameters_are_refused_before_any_work(tmp_path, demo_ms_dir, capsys, settings, message):

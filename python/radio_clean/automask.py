@@ -70,6 +70,8 @@ import numpy as np
 from lsst.daf.butler import FormatterV2
 from lsst.resources import ResourcePath
 
+from .parameters import parameter_default, parameter_problem
+
 _log = logging.getLogger(__name__)
 
 MAD_TO_RMS = 1.4826
@@ -83,54 +85,44 @@ _KERNEL_NSIGMA = 5.0
 
 @dataclasses.dataclass(frozen=True)
 class AutoMaskParameters:
-    """Parameters of auto-multithresh, named and defaulted as in tclean."""
+    """Parameters of auto-multithresh, named as in tclean.
 
-    sidelobethreshold: float = 3.0
+    Defaults and allowed values are those of the `CleanParametersConfig`
+    fields of the same names (tclean's).
+    """
+
+    sidelobethreshold: float = parameter_default("sidelobethreshold")
     """Mask threshold in units of the PSF sidelobe level times the plane's peak."""
-    noisethreshold: float = 5.0
+    noisethreshold: float = parameter_default("noisethreshold")
     """Mask threshold in units of the robust rms."""
-    lownoisethreshold: float = 1.5
+    lownoisethreshold: float = parameter_default("lownoisethreshold")
     """Threshold (in robust rms) of the region the previous mask may grow into."""
-    negativethreshold: float = 0.0
+    negativethreshold: float = parameter_default("negativethreshold")
     """Threshold (in robust rms) for negative features; 0 masks none."""
-    smoothfactor: float = 1.0
+    smoothfactor: float = parameter_default("smoothfactor")
     """Size of the smoothing kernel in beams."""
-    minbeamfrac: float = 0.3
+    minbeamfrac: float = parameter_default("minbeamfrac")
     """Regions smaller than this fraction of the beam area are pruned; 0 prunes none."""
-    cutthreshold: float = 0.01
+    cutthreshold: float = parameter_default("cutthreshold")
     """Fraction of the smoothed mask's peak above which the smoothed mask is kept."""
-    growiterations: int = 75
+    growiterations: int = parameter_default("growiterations")
     """Maximum number of dilation steps of the previous mask; 0 disables growing."""
-    dogrowprune: bool = True
+    dogrowprune: bool = parameter_default("dogrowprune")
     """Prune the grown mask."""
-    minpercentchange: float = -1.0
+    minpercentchange: float = parameter_default("minpercentchange")
     """Stop masking a channel once its mask changes by less than this percentage
     (only after the cycle threshold reached the global threshold); negative disables."""
-    fastnoise: bool = True
+    fastnoise: bool = parameter_default("fastnoise")
     """Noise from all valid pixels (True) or from outside the current mask (False)."""
-    pbmask: float = 0.0
+    pbmask: float = parameter_default("pbmask")
     """Primary-beam level below which nothing is masked (and no statistics are taken); 0: none."""
 
     def __post_init__(self) -> None:
-        for name in (
-            "sidelobethreshold",
-            "noisethreshold",
-            "lownoisethreshold",
-            "negativethreshold",
-            "smoothfactor",
-            "minbeamfrac",
-            "cutthreshold",
-            "minpercentchange",
-            "pbmask",
-        ):
-            if not math.isfinite(getattr(self, name)):
-                raise ValueError(f"AutoMaskParameters.{name} must be finite, not {getattr(self, name)}.")
-        if self.smoothfactor <= 0:
-            raise ValueError(f"AutoMaskParameters.smoothfactor must be > 0, not {self.smoothfactor}.")
-        if self.growiterations < 0:
-            raise ValueError(f"AutoMaskParameters.growiterations must be >= 0, not {self.growiterations}.")
-        if not 0.0 <= self.pbmask < 1.0:
-            raise ValueError(f"AutoMaskParameters.pbmask must be in [0, 1), not {self.pbmask}.")
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            problem = parameter_problem(field.name, value)
+            if problem is not None:
+                raise ValueError(f"AutoMaskParameters.{field.name} = {value!r} is not allowed: {problem}.")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -61,6 +61,7 @@ from lsst.daf.butler.registry import ConflictingDefinitionError
 from lsst.pipe.base import Pipeline, TaskFactory
 from lsst.pipe.base.all_dimensions_quantum_graph_builder import AllDimensionsQuantumGraphBuilder
 from lsst.pipe.base.caching_limited_butler import CachingLimitedButler
+from lsst.pipe.base.pipelineIR import ContractError
 from lsst.pipe.base.quantum_graph import PredictedQuantumGraph
 from lsst.pipe.base.single_quantum_executor import SingleQuantumExecutor
 
@@ -533,6 +534,7 @@ class CleanLoop:
             TypeError,
             AttributeError,
             pexConfig.FieldValidationError,
+            ContractError,
         ) as err:
             reason = str(err).splitlines()[0].rstrip(".") if str(err) else type(err).__name__
             raise LoopError(

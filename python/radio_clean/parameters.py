@@ -18,11 +18,14 @@ __all__ = [
     "CleanParametersConfig",
     "ParameterError",
     "chunk_start",
+    "parameter_default",
+    "parameter_problem",
     "parse_parameter",
     "selected_channels",
 ]
 
 import ast
+import math
 import os
 import re
 
@@ -165,6 +168,52 @@ def _quantity_check(kind: str, *, allow_empty: bool = True, allow_number: bool =
     return check
 
 
+class _Range:
+    """A field check that a number is finite and in a range, and can say so in words.
+
+    Parameters
+    ----------
+    low, high : `float`, optional
+        Bounds; `None` for none.
+    low_open, high_open : `bool`, optional
+        Whether the bound itself is excluded.
+    """
+
+    def __init__(
+        self,
+        low: float | None = None,
+        high: float | None = None,
+        *,
+        low_open: bool = False,
+        high_open: bool = False,
+    ) -> None:
+        self.low, self.high, self.low_open, self.high_open = low, high, low_open, high_open
+
+    def __call__(self, value: float | None) -> bool:
+        if value is None:
+            return True
+        if not math.isfinite(value):
+            return False
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        return self.high is None or (value < self.high if self.high_open else value <= self.high)
+
+    @property
+    def rule(self) -> str:
+        """What the value must be, e.g. ``"above 0"`` or ``"from -2 to 2"``."""
+        low = None if self.low is None else (f"above {self.low:g}" if self.low_open else f"{self.low:g}")
+        high = None if self.high is None else (f"below {self.high:g}" if self.high_open else f"{self.high:g}")
+        if low is None and high is None:
+            return "a finite number"
+        low = low if low is None or self.low_open else f"at least {low}"
+        high = high if high is None or self.high_open else f"at most {high}"
+        if low is None or high is None:
+            return low or high
+        if low.startswith("at least") and high.startswith("at most"):
+            return f"from {self.low:g} to {self.high:g}"
+        return f"{low} and {high}"
+
+
 _angle = _quantity_check("angle", allow_empty=False)
 _angle_or_empty = _quantity_check("angle")
 _flux = _quantity_check("spectral flux density", allow_number=True)
@@ -203,7 +252,7 @@ class CleanParametersConfig(Config):
         default=[100],
         minLength=1,
         maxLength=2,
-        itemCheck=lambda n: n > 0,
+        itemCheck=_Range(0, low_open=True),
     )
     cell = ListField(
         dtype=str,
@@ -236,7 +285,7 @@ class CleanParametersConfig(Config):
         },
     )
     nchan = Field(
-        dtype=int, doc="Cube channels (-1: all of the selected data).", default=-1, check=lambda n: n >= -1
+        dtype=int, doc="Cube channels (-1: all of the selected data).", default=-1, check=_Range(-1)
     )
     start = _TextField(
         doc="Cube first channel: data channel number (5), frequency ('1.4GHz') or velocity ('5km/s'); "
@@ -300,9 +349,7 @@ class CleanParametersConfig(Config):
         },
         default="standard",
     )
-    facets = Field(
-        dtype=int, doc="Facets per side for gridder='widefield'.", default=1, check=lambda n: n >= 1
-    )
+    facets = Field(dtype=int, doc="Facets per side for gridder='widefield'.", default=1, check=_Range(1))
     wprojplanes = Field(
         dtype=int,
         doc="W-projection planes (-1: chosen automatically).",
@@ -326,7 +373,7 @@ class CleanParametersConfig(Config):
         dtype=float,
         doc="PSF level down to which the restoring beam is fitted.",
         default=0.35,
-        check=lambda x: 0.01 <= x <= 0.99,
+        check=_Range(0.01, 0.99),
     )
 
     # Weighting.
@@ -346,14 +393,14 @@ class CleanParametersConfig(Config):
         dtype=float,
         doc="Briggs robustness, -2 (uniform) to 2 (natural).",
         default=0.5,
-        check=lambda x: -2.0 <= x <= 2.0,
+        check=_Range(-2.0, 2.0),
     )
     noise = Field(dtype=str, doc="Noise for weighting='briggsabs'.", default="1.0Jy", check=_flux)
     npixels = Field(
         dtype=int,
         doc="Uniform/Briggs weighting cell size in uv pixels (0 = one).",
         default=0,
-        check=lambda n: n >= 0,
+        check=_Range(0),
     )
     uvtaper = ListField(
         dtype=str,
@@ -379,13 +426,13 @@ class CleanParametersConfig(Config):
         default="hogbom",
     )
     scales = ListField(
-        dtype=int, doc="Multi-scale sizes in pixels, e.g. [0, 5, 15].", default=[], itemCheck=lambda n: n >= 0
+        dtype=int, doc="Multi-scale sizes in pixels, e.g. [0, 5, 15].", default=[], itemCheck=_Range(0)
     )
     nterms = Field(
         dtype=int,
         doc=f"Taylor terms for deconvolver='mtmfs' (1 to {MAX_TAYLOR_TERMS}).",
         default=2,
-        check=lambda n: 1 <= n <= MAX_TAYLOR_TERMS,
+        check=_Range(1, MAX_TAYLOR_TERMS),
     )
     smallscalebias = Field(dtype=float, doc="Multi-scale bias towards small scales.", default=0.0)
     restoringbeam = ListField(
@@ -403,9 +450,9 @@ class CleanParametersConfig(Config):
         dtype=int,
         doc="Maximum total minor-cycle iterations (0: dirty image only).",
         default=0,
-        check=lambda n: n >= 0,
+        check=_Range(0),
     )
-    gain = Field(dtype=float, doc="Loop gain.", default=0.1, check=lambda x: 0 < x <= 1)
+    gain = Field(dtype=float, doc="Loop gain.", default=0.1, check=_Range(0, 1, low_open=True))
     threshold = Field(
         dtype=str,
         doc="Stopping threshold on the peak residual, e.g. '2mJy' (a number: Jy).",
@@ -416,31 +463,34 @@ class CleanParametersConfig(Config):
         dtype=float,
         doc="Stopping threshold in units of the robust residual rms (0: off).",
         default=0.0,
-        check=lambda x: x >= 0,
+        check=_Range(0),
     )
     cycleniter = Field(
-        dtype=int, doc="Maximum iterations per minor cycle (-1: niter).", default=-1, check=lambda n: n >= -1
+        dtype=int, doc="Maximum iterations per minor cycle (-1: niter).", default=-1, check=_Range(-1)
     )
     cyclefactor = Field(
-        dtype=float, doc="Scales the PSF-sidelobe based cycle threshold.", default=1.0, check=lambda x: x > 0
+        dtype=float,
+        doc="Scales the PSF-sidelobe based cycle threshold.",
+        default=1.0,
+        check=_Range(0, low_open=True),
     )
     minpsffraction = Field(
         dtype=float,
         doc="Lower limit of the cycle threshold as a fraction of the peak.",
         default=0.05,
-        check=lambda x: 0 <= x <= 1,
+        check=_Range(0, 1),
     )
     maxpsffraction = Field(
         dtype=float,
         doc="Upper limit of the cycle threshold as a fraction of the peak.",
         default=0.8,
-        check=lambda x: 0 <= x <= 1,
+        check=_Range(0, 1),
     )
     nmajor = Field(
         dtype=int,
         doc="Maximum major cycles after the dirty image (-1: no limit).",
         default=-1,
-        check=lambda n: n >= -1,
+        check=_Range(-1),
     )
 
     # Masking.
@@ -462,23 +512,72 @@ class CleanParametersConfig(Config):
         dtype=float,
         doc="PB level for usemask='pb' (and the auto-multithresh PB mask).",
         default=0.0,
-        check=lambda x: 0 <= x < 1,
+        check=_Range(0, 1, high_open=True),
     )
-    sidelobethreshold = Field(dtype=float, doc="auto-multithresh: x PSF sidelobe level x peak.", default=3.0)
-    noisethreshold = Field(dtype=float, doc="auto-multithresh: x robust rms.", default=5.0)
-    lownoisethreshold = Field(dtype=float, doc="auto-multithresh: x robust rms, for growing.", default=1.5)
+    # auto-multithresh (Kepley et al. 2020); the ranges are those in which tclean's descriptions
+    # of the parameters mean something (radio_clean.automask takes its defaults and checks from here).
+    sidelobethreshold = Field(
+        dtype=float,
+        doc="auto-multithresh: mask threshold in units of the largest PSF sidelobe x the peak residual.",
+        default=3.0,
+        check=_Range(0),
+    )
+    noisethreshold = Field(
+        dtype=float,
+        doc="auto-multithresh: mask threshold in units of the robust rms (1.4826 MAD) above the median.",
+        default=5.0,
+        check=_Range(0),
+    )
+    lownoisethreshold = Field(
+        dtype=float,
+        doc="auto-multithresh: threshold (robust rms) of the region the previous mask may grow into.",
+        default=1.5,
+        check=_Range(0),
+    )
     negativethreshold = Field(
-        dtype=float, doc="auto-multithresh: negative mask threshold (0: off).", default=0.0
+        dtype=float,
+        doc="auto-multithresh: threshold (robust rms) of the mask of negative features (0: none).",
+        default=0.0,
+        check=_Range(0),
     )
-    smoothfactor = Field(dtype=float, doc="auto-multithresh: smoothing kernel in beams.", default=1.0)
-    minbeamfrac = Field(dtype=float, doc="auto-multithresh: smallest region kept, in beams.", default=0.3)
-    cutthreshold = Field(dtype=float, doc="auto-multithresh: cut of the smoothed mask.", default=0.01)
-    growiterations = Field(dtype=int, doc="auto-multithresh: binary-dilation iterations.", default=75)
+    smoothfactor = Field(
+        dtype=float,
+        doc="auto-multithresh: size of the smoothing kernel in beams.",
+        default=1.0,
+        check=_Range(0, low_open=True),
+    )
+    minbeamfrac = Field(
+        dtype=float,
+        doc="auto-multithresh: regions smaller than this fraction of the beam area are pruned (0 or less: "
+        "no pruning).",
+        default=0.3,
+        check=_Range(),
+    )
+    cutthreshold = Field(
+        dtype=float,
+        doc="auto-multithresh: the smoothed mask is cut at this fraction of its peak.",
+        default=0.01,
+        check=_Range(0, 1, high_open=True),
+    )
+    growiterations = Field(
+        dtype=int,
+        doc="auto-multithresh: most binary-dilation steps of the previous mask (0: no growing).",
+        default=75,
+        check=_Range(0),
+    )
     dogrowprune = Field(dtype=bool, doc="auto-multithresh: prune the grown mask.", default=True)
     minpercentchange = Field(
-        dtype=float, doc="auto-multithresh: stop masking a plane below this change.", default=-1.0
+        dtype=float,
+        doc="auto-multithresh: stop masking a channel whose mask changes by less than this percentage, once "
+        "the cycle threshold is the threshold (negative: never).",
+        default=-1.0,
+        check=_Range(),
     )
-    fastnoise = Field(dtype=bool, doc="auto-multithresh: quick (MAD) noise estimate.", default=True)
+    fastnoise = Field(
+        dtype=bool,
+        doc="auto-multithresh and nsigma: quick noise from all pixels (False: from those outside the mask).",
+        default=True,
+    )
 
     def validate(self) -> None:
         try:
@@ -676,6 +775,9 @@ def parse_parameter(name: str, value: object) -> object:
     item_type = field.itemtype if is_list else field.dtype
     if is_list:
         items = pasted if isinstance(pasted, list) else _split(pasted)
+        if name == "uvtaper":
+            # tclean's default, [''], is no taper.
+            items = [item for item in items if item != ""]
     elif isinstance(pasted, list) and len(pasted) == 1:
         items = pasted
     elif isinstance(pasted, list):
@@ -697,6 +799,26 @@ def parse_parameter(name: str, value: object) -> object:
             f"Value '{shown}' of tclean parameter '{name}' is not allowed: {_reason(err)} ({field.doc})"
         ) from None
     return result
+
+
+def parameter_default(name: str) -> object:
+    """Return tclean's default of parameter ``name`` (that of its `CleanParametersConfig` field)."""
+    return CleanParametersConfig._fields[name].default
+
+
+def parameter_problem(name: str, value: object) -> str | None:
+    """Say why ``value`` is not allowed for parameter ``name``, or return `None` if it is.
+
+    The rule is that of the `CleanParametersConfig` field, e.g. ``"it must be
+    above 0"`` for ``smoothfactor=0``; code that takes tclean parameters
+    outside a config (`radio_clean.automask.AutoMaskParameters`) checks them
+    with the same rules.
+    """
+    try:
+        setattr(CleanParametersConfig(), name, value)
+    except FieldValidationError as err:
+        return _reason(err)
+    return None
 
 
 def _pasted(text: str) -> object:
@@ -764,6 +886,10 @@ def _convert(name: str, item_type: type, item: object) -> object:
 
 
 def _reason(err: FieldValidationError) -> str:
+    field = CleanParametersConfig._fields.get(err.fieldName)
+    check = getattr(field, "check", None) or getattr(field, "itemCheck", None)
+    if isinstance(check, _Range):
+        return f"it must be {check.rule}"
     lines = str(err).splitlines()
     reason = lines[0].split("failed validation: ", 1)[-1].strip()
     allowed = [line.strip() for line in lines if line.strip().startswith("Allowed values")]

@@ -33,13 +33,15 @@ __all__ = [
     "STEPS",
     "clean_pipeline",
     "pipeline_for",
+    "same_parameters_contracts",
     "shipped_pipelines",
     "to_yaml",
 ]
 
 import argparse
+import itertools
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import yaml
@@ -132,7 +134,8 @@ def clean_pipeline(layout: str = "whole", parameters: Mapping[str, Any] | None =
     Returns
     -------
     pipeline : `dict`
-        Pipeline definition (description, parameters, tasks, subsets).
+        Pipeline definition (description, parameters, tasks, contracts,
+        subsets).
     """
     if layout not in LAYOUTS:
         raise ValueError(f"Unknown pipeline layout {layout!r}; one of {', '.join(LAYOUTS)}.")
@@ -158,6 +161,7 @@ def clean_pipeline(layout: str = "whole", parameters: Mapping[str, Any] | None =
         ),
         "parameters": {**dict(parameters), **LOOP_PARAMETERS},
         "tasks": {labels[kind]: _task(kind, parameters, layout) for kind in kinds},
+        "contracts": same_parameters_contracts([labels[kind] for kind in kinds]),
         "subsets": {
             "start": {
                 "subset": [labels[kind] for kind in kinds[:-1]],
@@ -175,6 +179,23 @@ def clean_pipeline(layout: str = "whole", parameters: Mapping[str, Any] | None =
             },
         },
     }
+
+
+def same_parameters_contracts(labels: Sequence[str]) -> list[dict[str, str]]:
+    """Return pipeline contracts that every task has the same tclean parameters.
+
+    One contract per pair of consecutive labels: a subset of consecutive
+    tasks (``start``, ``cycle``...) keeps the contracts between its own
+    labels when the others are dropped with the tasks they name.
+    """
+    return [
+        {
+            "contract": f"{first}.parameters == {second}.parameters",
+            "msg": f"{first} and {second} must have the same tclean parameters; set them for every task "
+            "(pipeline parameters, -c parameters:NAME=VALUE), not for one.",
+        }
+        for first, second in itertools.pairwise(labels)
+    ]
 
 
 def pipeline_for(parameters: Mapping[str, Any], *, n_observations: int = 1) -> dict[str, Any]:

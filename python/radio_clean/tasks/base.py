@@ -351,5 +351,6 @@ def parameters_field() -> ConfigField:
     """The ``parameters`` field every CLEAN task config has."""
     return ConfigField(
         dtype=CleanParametersConfig,
-        doc="tclean parameters (same names, meanings and defaults); must be the same in every task of a run.",
+        doc="tclean parameters (same names, meanings and defaults); the same in every task of a run (the "
+        "pipelines' contracts check it).",
     )
