@@ -408,7 +408,8 @@ class CleanLoop:
             step cannot be built; the message says what to run to resume.
         """
         # Refuse bad pipelines and settings before anything is written.
-        for subset in STEPS:
+        # The whole pipeline too: a subset loaded alone drops the contracts naming labels outside it.
+        for subset in ("", *STEPS):
             self._pipeline_graph(_Step(subset, "", 1, 2))
         pool = _WorkerPool(self.jobs, self._butler_config) if self.jobs > 1 else None
         memo = self._memo
@@ -504,7 +505,9 @@ class CleanLoop:
     def _pipeline_graph(self, step: _Step):
         try:
             if step.subset not in self._pipelines:
-                pipeline = Pipeline.from_uri(f"{self.pipeline_uri}#{step.subset}")
+                pipeline = Pipeline.from_uri(
+                    f"{self.pipeline_uri}#{step.subset}" if step.subset else self.pipeline_uri
+                )
                 declared = pipeline.to_graph().tasks.keys() | {"parameters"}
                 parameters = pipeline._pipelineIR.parameters.mapping
                 for label, name, value in self.config_overrides:
@@ -537,9 +540,9 @@ class CleanLoop:
             ContractError,
         ) as err:
             reason = str(err).splitlines()[0].rstrip(".") if str(err) else type(err).__name__
+            subset = f" (subset {step.subset})" if step.subset else ""
             raise LoopError(
-                f"Pipeline {self.pipeline_uri} (subset {step.subset}) cannot be used with these settings: "
-                f"{reason}."
+                f"Pipeline {self.pipeline_uri}{subset} cannot be used with these settings: {reason}."
             ) from None
 
     def _step_pipeline(self, step: _Step) -> Pipeline:
