@@ -323,19 +323,21 @@ def parse_rst(directive: SphinxDirective, lines: list[str]) -> list[nodes.Node]:
 # --- task topics ------------------------------------------------------------------------------------
 
 
-def connection_rows(task_class: type, kind: str) -> list[list[str]]:
-    """Table rows of the connections of one kind (Input, Output...) of a task."""
+def connection_rows(connections_class: type, kind: str, config=None) -> list[list[str]]:
+    """Table rows of the connections of one kind (Input, Output...) of a Connections class.
+
+    With a ``config``, connections it drops (Taylor terms, mosaic weights...)
+    are marked "not with the default config".
+    """
     import lsst.pipe.base.connectionTypes as cT
 
     connection_type = getattr(cT, kind)
-    connections_class = task_class.ConfigClass.ConnectionsClass
-    # Some connections are dropped by the config (Taylor terms, mosaic weights...).
-    with_default_config = connections_class(config=task_class.ConfigClass()).allConnections
+    kept = connections_class(config=config).allConnections if config is not None else None
     rows = []
     for name, connection in connections_class.allConnections.items():
         if type(connection) is not connection_type:
             continue
-        notes = [] if name in with_default_config else ["not with the default config"]
+        notes = [] if kept is None or name in kept else ["not with the default config"]
         if getattr(connection, "multiple", False):
             notes.append("multiple")
         if getattr(connection, "deferLoad", False):
@@ -440,16 +442,7 @@ class TaskTopicDirective(SphinxDirective):
                 ],
                 [30, 70],
             )
-        sublevel = "-" if level == "=" else "^"
-        for kind, title in CONNECTION_KINDS:
-            rows = connection_rows(task_class, kind)
-            if rows:
-                lines += heading(title, sublevel)
-                lines += list_table(
-                    ["Connection", "Dataset type", "Storage class", "Dimensions", "Notes", "Description"],
-                    rows,
-                    [14, 16, 12, 16, 8, 34],
-                )
+        lines += connection_tables(connections_class, config_class(), "-" if level == "=" else "^")
         lines += heading("Configuration fields", level)
         lines += list_table(
             ["Field", "Type", "Default", "Description"], config_field_rows(config_class), [20, 20, 15, 45]
@@ -516,6 +509,24 @@ def public_modules(excluded: list[str]) -> list[str]:
     return sorted(names)
 
 
+def reexported_members(module_name: str) -> str:
+    """`` name, name...`` of what a module without ``__all__`` takes from its private submodules.
+
+    ``radio_clean.casa`` is made of ``from ._engine import *`` and the like;
+    autodoc would document none of it. Empty for any other module (autodoc's
+    own choice: ``__all__``, or what the module defines).
+    """
+    module = importlib.import_module(module_name)
+    if hasattr(module, "__all__"):
+        return ""
+    names = [
+        name
+        for name, value in vars(module).items()
+        if not name.startswith("_") and getattr(value, "__module__", "").startswith(f"{module_name}._")
+    ]
+    return f" {', '.join(sorted(names))}" if names else ""
+
+
 class ApiReferenceDirective(SphinxDirective):
     """``.. api-reference::``: automodule of every public module."""
 
@@ -526,28 +537,65 @@ class ApiReferenceDirective(SphinxDirective):
         for name in public_modules(self.config.radio_clean_api_exclude):
             self.env.note_dependency(inspect.getsourcefile(importlib.import_module(name)))
             lines += heading(name, "=")
-            lines += [f".. automodule:: {name}", "   :members:", "   :show-inheritance:", ""]
+            lines += [
+                f".. automodule:: {name}",
+                f"   :members:{reexported_members(name)}",
+                "   :show-inheritance:",
+                "",
+            ]
         return parse_rst(self, lines)
 
 
-def skip_config_fields(app, what, name, obj, skip, options):
-    """Leave pex_config fields out of autodoc: the Config's docstring gets a table of them instead."""
+def connection_tables(connections_class: type, config=None, level: str = "-") -> list[str]:
+    """The reST of the connection tables of a Connections class, one per kind."""
+    lines = []
+    for kind, title in CONNECTION_KINDS:
+        rows = connection_rows(connections_class, kind, config)
+        if rows:
+            lines += heading(title, level) if level else [f".. rubric:: {title}", ""]
+            lines += list_table(
+                ["Connection", "Dataset type", "Storage class", "Dimensions", "Notes", "Description"],
+                rows,
+                [14, 16, 12, 16, 8, 34],
+            )
+    return lines
+
+
+def _connections_class_attributes() -> frozenset[str]:
+    """Attributes the connections metaclass gives every Connections class (inputs, dimensions...)."""
+    from lsst.pipe.base import PipelineTaskConnections
+
+    class Empty(PipelineTaskConnections, dimensions=()):
+        pass
+
+    return frozenset(name for name in vars(Empty) if not name.startswith("_"))
+
+
+def skip_generated_members(app, what, name, obj, skip, options):
+    """Leave out of autodoc what the appended tables say better: pex_config fields, connection bookkeeping."""
     from lsst.pex.config import Field
 
-    return True if isinstance(obj, Field) else None
+    if isinstance(obj, Field) or (what == "class" and name in _connections_class_attributes()):
+        return True
+    return None
 
 
-def add_config_fields(app, what, name, obj, options, lines) -> None:
-    """Append the table of its fields to the docstring of a pex_config Config class."""
+def add_generated_tables(app, what, name, obj, options, lines) -> None:
+    """Append the table of its fields to a Config class's docstring, of its connections to a Connections'."""
     from lsst.pex.config import Config
+    from lsst.pipe.base import PipelineTaskConnections
 
-    if what != "class" or not (inspect.isclass(obj) and issubclass(obj, Config)) or not obj._fields:
+    if what != "class" or not inspect.isclass(obj):
         return
-    lines += ["", ".. rubric:: Configuration fields", ""]
-    if f"{obj.__module__}.{obj.__qualname__}" == PARAMETERS_CLASS:
-        lines += ["tclean's parameters: :doc:`/parameters`.", ""]
-        return
-    lines += list_table(["Field", "Type", "Default", "Description"], config_field_rows(obj), [20, 20, 15, 45])
+    if issubclass(obj, PipelineTaskConnections):
+        lines += ["", *connection_tables(obj, level="")]
+    elif issubclass(obj, Config) and obj._fields:
+        lines += ["", ".. rubric:: Configuration fields", ""]
+        if f"{obj.__module__}.{obj.__qualname__}" == PARAMETERS_CLASS:
+            lines += ["tclean's parameters: :doc:`/parameters`.", ""]
+        else:
+            rows = config_field_rows(obj)
+            lines += list_table(["Field", "Type", "Default", "Description"], rows, [20, 20, 15, 45])
 
 
 def setup(app):
@@ -559,6 +607,6 @@ def setup(app):
     app.connect("env-check-consistency", check_task_topics)
     app.connect("env-purge-doc", purge_task_topics)
     app.connect("env-merge-info", merge_task_topics)
-    app.connect("autodoc-skip-member", skip_config_fields)
-    app.connect("autodoc-process-docstring", add_config_fields)
+    app.connect("autodoc-skip-member", skip_generated_members)
+    app.connect("autodoc-process-docstring", add_generated_tables)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}
