@@ -7,7 +7,7 @@ from pathlib import Path
 
 from lsst.pex.config import ChoiceField
 
-from radio_clean.parameters import CleanParametersConfig
+from radio_clean.parameters import MAX_TAYLOR_TERMS, CleanParametersConfig
 from radio_clean.tasks.auto_mask import AutoMaskTask
 from radio_clean.tasks.deconvolve import DeconvolveTask
 from radio_clean.tasks.gather_residual import GatherResidualTask
@@ -85,6 +85,7 @@ def check_parameters_page(page: Path) -> None:
             assert all(repr(value) in allowed for value in field.allowed if value is not None), name
     assert rows["niter"][1:4] == ["int", "0", "niter >= 0"]
     assert rows["psfcutoff"][3] == "0.01 <= psfcutoff <= 0.99"
+    assert rows["nterms"][3] == f"1 <= nterms <= {MAX_TAYLOR_TERMS}"
     assert rows["imsize"][1:4] == ["list[int]", "[100]", "1 to 2 items; imsize[i] > 0"]
     assert rows["cell"][3] == "at most 2 items; each item an angle with its unit"
     assert "'briggs' (Briggs (robust))" in rows["weighting"][3]

@@ -162,29 +162,36 @@ _SIMPLE_NODES = (
 
 
 class _Rename(ast.NodeTransformer):
-    """Rename a variable in an expression (to a text that need not be an identifier)."""
+    """Rename a variable in an expression (to a text that need not be an identifier), put in constants."""
 
-    def __init__(self, old: str, new: str) -> None:
-        self.old, self.new = old, new
+    def __init__(self, old: str, new: str, constants: dict[str, object]) -> None:
+        self.old, self.new, self.constants = old, new, constants
 
-    def visit_Name(self, node: ast.Name) -> ast.Name:
-        return ast.Name(id=self.new, ctx=node.ctx) if node.id == self.old else node
+    def visit_Name(self, node: ast.Name) -> ast.expr:
+        if node.id == self.old:
+            return ast.Name(id=self.new, ctx=node.ctx)
+        if node.id in self.constants:
+            return ast.Constant(self.constants[node.id])
+        return node
 
 
-def check_text(check: ast.expr | None, subject: str, module: ast.Module) -> str:
+def check_text(check: ast.expr | None, subject: str, module: ast.Module, constants: dict[str, object]) -> str:
     """Render a field's ``check``/``itemCheck`` as a reader can take it, or '' if it cannot be put simply.
 
     A lambda made of comparisons becomes its expression with the argument
-    named ``subject`` (``lambda x: 0 <= x <= 1`` -> ``0 <= pbmask <= 1``); a
-    module-level ``_quantity_check("angle", ...)`` becomes "an angle".
+    named ``subject`` (``lambda x: 0 <= x <= 1`` -> ``0 <= pbmask <= 1``) and
+    the module's numeric ``constants`` by their values; a module-level
+    ``_quantity_check("angle", ...)`` becomes "an angle with its unit".
     """
     if isinstance(check, ast.Lambda) and len(check.args.args) == 1:
         argument = check.args.args[0].arg
         body = check.body
         if all(isinstance(node, _SIMPLE_NODES) for node in ast.walk(body)) and all(
-            node.id == argument for node in ast.walk(body) if isinstance(node, ast.Name)
+            node.id == argument or node.id in constants
+            for node in ast.walk(body)
+            if isinstance(node, ast.Name)
         ):
-            return f"``{ast.unparse(_Rename(argument, subject).visit(body))}``"
+            return f"``{ast.unparse(_Rename(argument, subject, constants).visit(body))}``"
         return ""
     if isinstance(check, ast.Name):
         for statement in module.body:
@@ -211,7 +218,9 @@ def quantity_check_text(call: ast.Call) -> str:
     return text
 
 
-def allowed_text(field, call: ast.Call | None, name: str, module: ast.Module) -> str:
+def allowed_text(
+    field, call: ast.Call | None, name: str, module: ast.Module, constants: dict[str, object]
+) -> str:
     """What values a pex_config field takes: its choices, list lengths and checks."""
     from lsst.pex.config import ChoiceField, ListField
 
@@ -238,10 +247,10 @@ def allowed_text(field, call: ast.Call | None, name: str, module: ast.Module) ->
             parts.append(f"at most {field.maxLength} items")
         elif field.minLength is not None:
             parts.append(f"at least {field.minLength} items")
-        item_check = check_text(keywords.get("itemCheck"), f"{name}[i]", module)
+        item_check = check_text(keywords.get("itemCheck"), f"{name}[i]", module, constants)
         if item_check:
             parts.append(f"each item {item_check}" if item_check[0].islower() else item_check)
-    field_check = check_text(keywords.get("check"), name, module)
+    field_check = check_text(keywords.get("check"), name, module, constants)
     if field_check:
         parts.append(field_check)
     if getattr(field, "optional", False):
@@ -283,6 +292,11 @@ class TcleanParametersDirective(SphinxDirective):
         config_class = import_object(PARAMETERS_CLASS)
         self.env.note_dependency(inspect.getsourcefile(config_class))
         module = ast.parse(inspect.getsource(inspect.getmodule(config_class)))
+        constants = {
+            name: value
+            for name, value in vars(inspect.getmodule(config_class)).items()
+            if isinstance(value, int | float) and not isinstance(value, bool)
+        }
         calls = field_calls(config_class)
         lines = [
             f"{len(config_class._fields)} parameters, as `~{PARAMETERS_CLASS}` defines them "
@@ -300,7 +314,7 @@ class TcleanParametersDirective(SphinxDirective):
                         f"``{name}``",
                         type_text(field),
                         default_text(field),
-                        allowed_text(field, calls.get(name), name, module),
+                        allowed_text(field, calls.get(name), name, module, constants),
                         plain(field.doc),
                     ]
                 )
