@@ -15,6 +15,8 @@ extensions = [
     "radio_clean_docs",
 ]
 html_theme = "alabaster"
+# The generated parameter and dataset tables have five or six columns.
+html_theme_options = {"page_width": "1200px"}
 exclude_patterns = ["_build"]
 
 # As in Rubin's packages: `name` in a docstring is a link to that Python object when it can be found.

@@ -324,6 +324,15 @@ class TcleanParametersDirective(SphinxDirective):
         return parse_rst(self, lines)
 
 
+def note_sources(env, *module_names: str) -> None:
+    """Rebuild the page when the source of any of these modules (packages: with their modules) changes."""
+    for name in module_names:
+        module = importlib.import_module(name)
+        env.note_dependency(inspect.getsourcefile(module))
+        for info in pkgutil.walk_packages(getattr(module, "__path__", []), f"{name}."):
+            env.note_dependency(inspect.getsourcefile(importlib.import_module(info.name)))
+
+
 def parse_rst(directive: SphinxDirective, lines: list[str]) -> list[nodes.Node]:
     """Parse generated reST (section titles included) in the directive's place."""
     container = nodes.section()
@@ -413,7 +422,8 @@ class TaskTopicDirective(SphinxDirective):
     def run(self) -> list[nodes.Node]:
         path = self.arguments[0]
         task_class = import_object(path)
-        self.env.note_dependency(inspect.getsourcefile(task_class))
+        # The connections and configs are built from radio_clean.tasks.base and the parameters.
+        note_sources(self.env, TASK_PACKAGE, "radio_clean.parameters", "radio_clean.pipeline")
         self.env.radio_clean_task_topics = getattr(self.env, "radio_clean_task_topics", {})
         self.env.radio_clean_task_topics[path] = self.env.docname
         config_class = task_class.ConfigClass
