@@ -1,12 +1,13 @@
 # Two entry points for a fresh machine:
 #   make demo   set up, then image the bundled VLA 3C273 data into a local Butler repo
 #   make test   set up, then run the test suite
+#   make docs   set up, then build the HTML docs into doc/_build/html (warnings are errors)
 VENV      ?= .venv
 PY        := $(VENV)/bin/python
 DEMO_DIR  ?= demo
 REPO      ?= $(DEMO_DIR)/repo
 
-.PHONY: setup demo test lint clean
+.PHONY: setup demo test docs lint clean
 
 setup: $(VENV)/.installed
 
@@ -30,8 +31,13 @@ demo: setup
 test: setup
 	$(VENV)/bin/pytest -n 2 tests
 
+# tests/test_docs.py builds with the same options.
+docs: setup
+	$(VENV)/bin/sphinx-build -W --keep-going -b html doc doc/_build/html
+	@echo "HTML docs: doc/_build/html/index.html"
+
 lint: setup
 	$(VENV)/bin/ruff check python tests bin.src
 
 clean:
-	rm -rf $(VENV) $(DEMO_DIR) build python/*.egg-info
+	rm -rf $(VENV) $(DEMO_DIR) build doc/_build python/*.egg-info

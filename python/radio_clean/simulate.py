@@ -18,7 +18,7 @@ are flagged only where the simulator flags them (elevation below 10 degrees,
 geometric shadowing above 1 per cent).
 
 Conventions (checked against the visibilities in ``tests/test_simulate.py``)
---------------------------------------------------------------------------
+----------------------------------------------------------------------------
 - Offsets are direction cosines ``(l, m)`` of the SIN projection about the
   phase centre: ``l`` towards east (increasing RA), ``m`` towards north.
 - A component of flux ``S`` at ``(l, m)`` gives, for every correlation that
