@@ -14,13 +14,14 @@ from .imaging import ImagingError
 from .ingest import INGEST_RUN, TRANSFER_MODES, IngestError, ingest_measurement_sets
 from .loop import LoopError
 from .parameters import ParameterError
-from .repo import NotARadioRepoError, create_repo, open_repo
+from .repo import NotARadioRepoError, RepoCreationError, create_repo, open_repo
 
 # Errors whose message is already the one sentence a user should read.
 _USER_ERRORS = (
     CasaError,
     IngestError,
     NotARadioRepoError,
+    RepoCreationError,
     FileExistsError,
     ParameterError,
     ImagingError,
