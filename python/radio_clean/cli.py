@@ -6,6 +6,7 @@ __all__ = ["main"]
 
 import argparse
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -14,6 +15,7 @@ from .imaging import ImagingError
 from .ingest import INGEST_RUN, TRANSFER_MODES, IngestError, ingest_measurement_sets
 from .loop import LoopError
 from .parameters import ParameterError
+from .preflight import PreflightError, check_count
 from .repo import NotARadioRepoError, RepoCreationError, create_repo, open_repo
 
 # Errors whose message is already the one sentence a user should read.
@@ -24,6 +26,7 @@ _USER_ERRORS = (
     RepoCreationError,
     FileExistsError,
     ParameterError,
+    PreflightError,
     ImagingError,
     LoopError,
 )
@@ -54,7 +57,7 @@ def _demo_data(args: argparse.Namespace) -> None:
         print(path)
 
 
-def _image(args: argparse.Namespace) -> None:
+def _image(args: argparse.Namespace, argv: Sequence[str]) -> None:
     from .imaging import describe, image_measurement_sets, read_parameters
 
     parameters, fields = read_parameters(args.params, args.set)
@@ -68,6 +71,7 @@ def _image(args: argparse.Namespace) -> None:
         chunk_channels=args.chunk_channels,
         output=args.output,
         task_configs=args.config,
+        command=["radio-clean", *argv],
     )
     print(describe(run))
 
@@ -75,6 +79,7 @@ def _image(args: argparse.Namespace) -> None:
 def _clean(args: argparse.Namespace) -> None:
     from .loop import CleanLoop
 
+    check_count("--jobs", args.jobs)
     overrides = []
     for setting in args.config:
         target, equals, value = setting.partition("=")
@@ -185,7 +190,7 @@ def _build_parser() -> argparse.ArgumentParser:
         type=int,
         help="Cubes: channels per channel chunk, the unit of parallel work (default: --jobs chunks).",
     )
-    image.set_defaults(func=_image)
+    image.set_defaults(func=_image, wants_argv=True)
 
     clean = commands.add_parser(
         "clean",
@@ -222,19 +227,39 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _stop_on_sigterm(signal_number: int, frame) -> None:
+    # As Ctrl-C: the command stops where it is, cleans up and says how to go on.
+    raise KeyboardInterrupt(signal.Signals(signal_number).name)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``radio-clean`` command line; return the exit status."""
+    """Run the ``radio-clean`` command line; return the exit status.
+
+    A failure prints one sentence and returns 1; a run stopped by SIGINT
+    (Ctrl-C) or SIGTERM returns 128 + the signal number, as a shell does.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = _build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     # How each chain ends is worth a line even when only warnings are asked for.
     loop_log = logging.getLogger("radio_clean.loop")
     loop_log.setLevel(min(logging.INFO, loop_log.getEffectiveLevel()))
+    previous_sigterm = signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:
-        args.func(args)
+        if getattr(args, "wants_argv", False):
+            args.func(args, argv)
+        else:
+            args.func(args)
     except _USER_ERRORS as err:
         print(f"radio-clean: error: {err}", file=sys.stderr)
-        return 1
+        return 128 + err.signal_number if getattr(err, "signal_number", None) else 1
+    except KeyboardInterrupt as err:
+        name = str(err.args[0]) if err.args else "SIGINT"
+        print(f"radio-clean: error: Stopped by {name} before {args.command} finished.", file=sys.stderr)
+        return 128 + int(signal.Signals[name])
+    finally:
+        signal.signal(signal.SIGTERM, previous_sigterm)
     return 0
 
 

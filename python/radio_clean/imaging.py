@@ -10,21 +10,37 @@ __all__ = [
     "read_parameters",
 ]
 
+import contextlib
 import dataclasses
 import datetime
+import itertools
 import logging
 import os
-from collections.abc import Sequence
+import shlex
+import signal
+from collections.abc import Iterator, Sequence
 from typing import Any
 
+import sqlalchemy.exc
 import yaml
+from lsst.daf.butler import CollectionType
 
+from .casa import read_ms_info
 from .chunks import ChunkError, chunk_ranges, define_channel_chunks, output_channel_count
 from .export import export_cube_products, export_products
 from .ingest import INGEST_RUN, ingest_measurement_sets
-from .loop import CleanLoop, LoopError
+from .loop import CleanLoop, LoopError, LoopInterrupted
 from .parameters import CleanParametersConfig, ParameterError, parse_parameter
 from .pipeline import LAYOUTS, TASK_KINDS, label_of, pipeline_for, to_yaml
+from .preflight import (
+    PreflightError,
+    check_count,
+    check_free_space,
+    check_measurement_set_readable,
+    check_output_collection,
+    check_writable_directory,
+    estimate_product_bytes,
+)
 from .repo import create_repo, open_repo
 from .tasks.base import CHUNK_DATASET_PREFIX
 
@@ -34,8 +50,25 @@ _log = logging.getLogger(__name__)
 _SELECTION_PARAMETERS = ("field",)
 
 
+_DATABASE_ERRORS = (sqlalchemy.exc.OperationalError,)
+"""Registry writes that fail for want of room or permission (SQLite: disk full, read-only database)."""
+
+_INIT_OUTPUT_SUFFIXES = ("_config", "packages")
+"""Datasets a step writes before its quanta run: they do not make a step finished."""
+
+
 class ImagingError(RuntimeError):
-    """The imaging run cannot start or did not finish; the message says why."""
+    """The imaging run cannot start or did not finish; the message says why.
+
+    Attributes
+    ----------
+    signal_number : `int` or `None`
+        The signal that stopped the run (SIGINT, SIGTERM), if one did.
+    """
+
+    def __init__(self, message: str, *, signal_number: int | None = None) -> None:
+        super().__init__(message)
+        self.signal_number = signal_number
 
 
 @dataclasses.dataclass
@@ -115,6 +148,7 @@ def image_measurement_sets(
     output: str | None = None,
     chunk_channels: int | None = None,
     task_configs: Sequence[str] = (),
+    command: Sequence[str] | None = None,
 ) -> ImagingRun:
     """Ingest, run the CLEAN loop (one quantum graph per cycle) and export FITS.
 
@@ -141,15 +175,37 @@ def image_measurement_sets(
     task_configs : `~collections.abc.Sequence` [`str`], optional
         Task config settings other than tclean parameters, as
         ``pipetask -c``: ``autoMask:implementation=casatools``.
+    command : `~collections.abc.Sequence` [`str`], optional
+        The command line that started this run (``radio-clean image ...``):
+        a failure after work began tells the user this command, with
+        ``--output``, to resume.
 
     Returns
     -------
     run : `ImagingRun`
         Collection, pipeline file and per-field/band summaries.
+
+    Raises
+    ------
+    PreflightError
+        If an option, path, free space, field or MS makes the run impossible;
+        nothing has been written then.
+    ImagingError
+        If the run failed or was stopped after work began: the message says
+        what was kept and the command that goes on. An output collection this
+        run made that holds no finished step is removed.
     """
-    if not os.path.exists(os.path.join(repo, "butler.yaml")):
-        create_repo(repo).close()
-    butler = open_repo(repo, writeable=True)
+    _check_before_work(
+        ms_paths,
+        repo=repo,
+        export_dir=export_dir,
+        parameters=parameters,
+        fields=fields,
+        jobs=jobs,
+        chunk_channels=chunk_channels,
+        output=output,
+    )
+    butler = create_repo(repo, exist_ok=True)
     try:
         outcomes = ingest_measurement_sets(butler, ms_paths, staging_root=repo)
         names = [outcome.observation for outcome in outcomes]
@@ -168,28 +224,220 @@ def image_measurement_sets(
                 if r.id in observations
             }
             query += f" AND ({_define_chunks(butler, query, instruments, parameters, chunk_channels, jobs)})"
+        output, created = _reserve_output(butler, output)
+        finished_before = _finished_datasets(butler, output)
     finally:
         butler.close()
     for outcome in outcomes:
         _log.info("%s", outcome.message)
-    output = output or f"images/{datetime.datetime.now(datetime.UTC):%Y%m%dT%H%M%S}"
-    os.makedirs(export_dir, exist_ok=True)
+    made_directories = _missing_directories(export_dir)
     pipeline_path = os.path.abspath(os.path.join(export_dir, "pipeline.yaml"))
-    with open(pipeline_path, "w") as stream:
-        pipeline = pipeline_for(_pipeline_parameters(parameters), n_observations=len(observations))
-        stream.write(to_yaml(_with_task_configs(pipeline, task_configs)))
-    loop = CleanLoop(
-        repo, pipeline_uri=pipeline_path, inputs=[INGEST_RUN], output=output, where=query, jobs=jobs
-    )
+    pipeline_existed = os.path.exists(pipeline_path)
+    stage = "run"
     try:
+        os.makedirs(export_dir, exist_ok=True)
+        with open(pipeline_path, "w") as stream:
+            pipeline = pipeline_for(_pipeline_parameters(parameters), n_observations=len(observations))
+            stream.write(to_yaml(_with_task_configs(pipeline, task_configs)))
+        loop = CleanLoop(
+            repo, pipeline_uri=pipeline_path, inputs=[INGEST_RUN], output=output, where=query, jobs=jobs
+        )
         loop.run()
-    except LoopError as err:
-        raise ImagingError(str(err)) from None
-    return ImagingRun(
-        collection=output,
-        pipeline_path=pipeline_path,
-        summaries=_export(repo, output, parameters, export_dir),
-    )
+        stage = "export"
+        summaries = _export(repo, output, parameters, export_dir)
+    except (KeyboardInterrupt, OSError, LoopError, *_DATABASE_ERRORS) as err:
+        with _signals_held():
+            kept = _finished_datasets_after_failure(repo, output) > finished_before
+            if not kept:
+                if created:
+                    _discard_output(repo, output)
+                if not pipeline_existed:
+                    _remove_quietly(pipeline_path)
+                for directory in reversed(made_directories):
+                    _remove_quietly(directory, directory=True)
+        raise _failure(err, stage=stage, repo=repo, output=output, export_dir=export_dir, kept=kept,
+                       created=created, command=command) from None  # fmt: skip
+    return ImagingRun(collection=output, pipeline_path=pipeline_path, summaries=summaries)
+
+
+def _check_before_work(
+    ms_paths: Sequence[str],
+    *,
+    repo: str,
+    export_dir: str,
+    parameters: CleanParametersConfig,
+    fields: Sequence[str],
+    jobs: int,
+    chunk_channels: int | None,
+    output: str | None,
+) -> None:
+    """Refuse, before anything is written, what would fail later: options, paths, space, fields, MSs."""
+    check_count("--jobs", jobs)
+    check_count("--chunk-channels", chunk_channels)
+    check_writable_directory(repo, option="--repo", purpose="the repository")
+    check_writable_directory(export_dir, option="--export", purpose="the FITS files")
+    repo_bytes, export_bytes = estimate_product_bytes(parameters)
+    check_free_space(repo, repo_bytes, option="--repo")
+    check_free_space(export_dir, export_bytes, option="--export")
+    if output is not None and os.path.exists(os.path.join(repo, "butler.yaml")):
+        with open_repo(repo) as butler:
+            check_output_collection(butler, output, [INGEST_RUN])
+    known_fields: set[str] = set()
+    for path in ms_paths:
+        if fields:
+            known_fields.update(field.name for field in read_ms_info(path).fields)
+        check_measurement_set_readable(path)
+    unknown = [field for field in fields if field not in known_fields]
+    if unknown:
+        raise PreflightError(
+            f"field={','.join(unknown)}: no such field in {', '.join(ms_paths)} (fields: "
+            f"{', '.join(sorted(known_fields))}); give field= one of those, or leave it out to image all."
+        )
+
+
+def _reserve_output(butler, output: str | None) -> tuple[str, bool]:
+    """Register the output collection, or find it; return its name and whether this run made it.
+
+    Registering is atomic in the registry, so runs started at the same time
+    never share a default name (``images/<UTC time>``, then ``-2``, ``-3``...).
+    """
+    inputs = butler.collections.query([INGEST_RUN])
+    if output is not None:
+        names: Iterator[str] = iter([output])
+    else:
+        stamp = f"images/{datetime.datetime.now(datetime.UTC):%Y%m%dT%H%M%S}"
+        names = (stamp if n == 1 else f"{stamp}-{n}" for n in itertools.count(1))
+    for name in names:
+        with butler.transaction():
+            created = butler.collections.register(name, CollectionType.CHAINED)
+            if created:
+                butler.collections.redefine_chain(name, inputs)
+        if created or output is not None:
+            return name, created
+    raise AssertionError("unreachable")
+
+
+def _finished_datasets(butler, output: str) -> int:
+    """How many datasets of finished quanta the step RUNs of ``output`` hold."""
+    butler.registry.refresh()
+    runs = [child for child in butler.collections.get_info(output).children if child.startswith(f"{output}/")]
+    if not runs:
+        return 0
+    refs = butler.query_all_datasets(runs, find_first=False, limit=None)
+    return sum(1 for ref in refs if not ref.datasetType.name.endswith(_INIT_OUTPUT_SUFFIXES))
+
+
+def _finished_datasets_after_failure(repo: str, output: str) -> int:
+    try:
+        with open_repo(repo) as butler:
+            return _finished_datasets(butler, output)
+    except Exception:
+        # The repository cannot even be read (gone read-only mid-run, disk full): keep everything.
+        return 1
+
+
+def _discard_output(repo: str, output: str) -> None:
+    """Remove an output collection this run made, its step RUNs and any files written under its name."""
+    try:
+        with open_repo(repo, writeable=True) as butler:
+            runs = [c for c in butler.collections.get_info(output).children if c.startswith(f"{output}/")]
+            butler.collections.x_remove(output)
+            if runs:
+                butler.removeRuns(runs, unlink_from_chains=True)
+    except Exception as err:
+        _log.warning("Could not remove the unfinished output collection %s: %s", output, err)
+        return
+    # Files of a step that never registered them (the datastore keeps RUNs in directories of their names).
+    directory = os.path.join(repo, *output.split("/"))
+    if os.path.isdir(directory):
+        import shutil
+
+        shutil.rmtree(directory, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        os.removedirs(os.path.dirname(directory))
+
+
+def _missing_directories(path: str) -> list[str]:
+    """The directories ``os.makedirs(path)`` would make, outermost first."""
+    missing = []
+    path = os.path.abspath(path)
+    while not os.path.exists(path):
+        missing.append(path)
+        path = os.path.dirname(path)
+    return missing[::-1]
+
+
+def _remove_quietly(path: str, *, directory: bool = False) -> None:
+    with contextlib.suppress(OSError):
+        os.rmdir(path) if directory else os.remove(path)
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Let clean-up finish: a second Ctrl-C (or SIGTERM) during it is ignored."""
+    previous = {number: signal.signal(number, signal.SIG_IGN) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def _resume_command(command: Sequence[str] | None, output: str) -> str:
+    """The command that goes on with ``output``: this one, with ``--output OUTPUT``."""
+    if command is None:
+        return f"the same command with --output {output}"
+    words, skip = [], False
+    for word in command:
+        if skip:
+            skip = False
+        elif word == "--output":
+            skip = True
+        elif not word.startswith("--output="):
+            words.append(word)
+    return f"`{shlex.join([*words, '--output', output])}`"
+
+
+def _failure(
+    err: BaseException,
+    *,
+    stage: str,
+    repo: str,
+    output: str,
+    export_dir: str,
+    kept: bool,
+    created: bool,
+    command: Sequence[str] | None,
+) -> ImagingError:
+    """One sentence: what went wrong, what it left, and the command that goes on."""
+    signal_number = None
+    if isinstance(err, (KeyboardInterrupt, LoopInterrupted)):
+        if isinstance(err, LoopInterrupted):
+            name = err.signal_name
+        else:
+            name = str(err.args[0]) if err.args else "SIGINT"
+        signal_number = int(signal.Signals[name])
+        reason = f"Stopped by {name}"
+    elif isinstance(err, LoopError):
+        if not created and not kept:
+            # Refused before any step ran (settings differ from those of the output): nothing to resume.
+            return ImagingError(str(err))
+        reason = err.reason.rstrip(".")
+    elif isinstance(err, OSError):
+        where = export_dir if stage == "export" else repo
+        reason = f"Writing to {where} failed ({err.strerror or err})"
+    else:
+        reason = f"Writing to the registry of {repo} failed ({str(getattr(err, 'orig', err)).strip()})"
+    resume = _resume_command(command, output)
+    if stage == "export":
+        state = (
+            f"the images are in collection {output} of {repo}: after fixing that, export them with {resume}"
+        )
+    elif kept:
+        state = f"the steps finished so far are kept in collection {output} of {repo}; to go on, run {resume}"
+    else:
+        state = "nothing was kept: run the same command again to start over"
+    return ImagingError(f"{reason}; {state}.", signal_number=signal_number)
 
 
 def _with_task_configs(pipeline: dict[str, Any], task_configs: Sequence[str]) -> dict[str, Any]:
