@@ -276,15 +276,22 @@ def _execute_quanta(
         try:
             executor.execute(task_node, quantum, quantum_id)
         except Exception as err:
-            message = f"{task_node.label} on {dict(quantum.dataId.required)} failed: {err}"
             # A full disk or a read-only repository is said in the message; a traceback is for bugs.
-            level = logging.DEBUG if isinstance(err, OSError) else logging.ERROR
-            _log.log(level, "%s\n%s", message, traceback.format_exc())
+            os_error = _os_error_in(err)
+            message = f"{task_node.label} on {dict(quantum.dataId.required)} failed: {os_error or err}"
+            _log.log(logging.DEBUG if os_error else logging.ERROR, "%s\n%s", message, traceback.format_exc())
             failed_chains[chain] = message
             outcomes[quantum_id] = message
         else:
             outcomes[quantum_id] = None
     return outcomes
+
+
+def _os_error_in(err: BaseException) -> OSError | None:
+    """The `OSError` (disk full, read-only file system...) that caused ``err``, if one did."""
+    while err is not None and not isinstance(err, OSError):
+        err = err.__cause__ or err.__context__
+    return err
 
 
 class _WorkerPool:

@@ -88,7 +88,8 @@ def create_repo(root: str, *, registry_db: str | None = None, exist_ok: bool = F
                 _make_repo_in_place(root, seed)
     except OSError as err:
         raise RepoCreationError(
-            f"Cannot create a repository in {root} ({err.strerror or err}); give a directory you can write to."
+            f"Cannot create a repository in {root} ({err.strerror or err}); "
+            "give a directory you can write to."
         ) from None
     if exists and not exist_ok:
         raise FileExistsError(f"{root} already holds a Butler repository; choose a new directory.")
