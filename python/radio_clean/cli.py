@@ -246,9 +246,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     loop_log = logging.getLogger("radio_clean.loop")
     loop_log.setLevel(min(logging.INFO, loop_log.getEffectiveLevel()))
     # The loop reports each failed quantum itself, in the sentence that ends the run.
-    logging.getLogger("lsst.pipe.base.single_quantum_executor").setLevel(
-        max(logging.CRITICAL, logging.getLogger().getEffectiveLevel())
-    )
+    if logging.getLogger().getEffectiveLevel() >= logging.WARNING:
+        logging.getLogger("lsst.pipe.base.single_quantum_executor").setLevel(logging.CRITICAL)
     previous_sigterm = signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:
         if getattr(args, "wants_argv", False):
