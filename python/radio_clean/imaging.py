@@ -205,40 +205,26 @@ def image_measurement_sets(
         chunk_channels=chunk_channels,
         output=output,
     )
-    butler = create_repo(repo, exist_ok=True)
-    try:
-        outcomes = ingest_measurement_sets(butler, ms_paths, staging_root=repo)
-        names = [outcome.observation for outcome in outcomes]
-        observations = [
-            record.id
-            for record in butler.registry.queryDimensionRecords("observation")
-            if record.name in names
-        ]
-        query = f"observation IN ({', '.join(str(o) for o in observations)})"
-        if fields:
-            query += f" AND field IN ({', '.join(repr(f) for f in fields)})"
-        if _is_cube(parameters):
-            instruments = {
-                r.instrument
-                for r in butler.registry.queryDimensionRecords("observation")
-                if r.id in observations
-            }
-            query += f" AND ({_define_chunks(butler, query, instruments, parameters, chunk_channels, jobs)})"
-        output, created = _reserve_output(butler, output)
-        finished_before = _finished_datasets(butler, output)
-    finally:
-        butler.close()
-    for outcome in outcomes:
-        _log.info("%s", outcome.message)
     made_directories = _missing_directories(export_dir)
     pipeline_path = os.path.abspath(os.path.join(export_dir, "pipeline.yaml"))
     pipeline_existed = os.path.exists(pipeline_path)
-    stage = "run"
+    created = False
+    finished_before = 0
+    stage = "prepare"
     try:
+        with create_repo(repo, exist_ok=True) as butler:
+            outcomes = ingest_measurement_sets(butler, ms_paths, staging_root=repo)
+            for outcome in outcomes:
+                _log.info("%s", outcome.message)
+            query, n_observations = _data_query(butler, outcomes, parameters, fields, chunk_channels, jobs)
+            pipeline = pipeline_for(_pipeline_parameters(parameters), n_observations=n_observations)
+            pipeline_text = to_yaml(_with_task_configs(pipeline, task_configs))
+            output, created = _reserve_output(butler, output)
+            finished_before = _finished_datasets(butler, output)
+        stage = "run"
         os.makedirs(export_dir, exist_ok=True)
         with open(pipeline_path, "w") as stream:
-            pipeline = pipeline_for(_pipeline_parameters(parameters), n_observations=len(observations))
-            stream.write(to_yaml(_with_task_configs(pipeline, task_configs)))
+            stream.write(pipeline_text)
         loop = CleanLoop(
             repo, pipeline_uri=pipeline_path, inputs=[INGEST_RUN], output=output, where=query, jobs=jobs
         )
@@ -246,8 +232,10 @@ def image_measurement_sets(
         stage = "export"
         summaries = _export(repo, output, parameters, export_dir)
     except (KeyboardInterrupt, OSError, LoopError, *_DATABASE_ERRORS) as err:
+        if stage == "prepare" and not isinstance(err, KeyboardInterrupt):
+            raise
         with _signals_held():
-            kept = _finished_datasets_after_failure(repo, output) > finished_before
+            kept = stage != "prepare" and _finished_datasets_after_failure(repo, output) > finished_before
             if not kept:
                 if created:
                     _discard_output(repo, output)
@@ -257,7 +245,30 @@ def image_measurement_sets(
                     _remove_quietly(directory, directory=True)
         raise _failure(err, stage=stage, repo=repo, output=output, export_dir=export_dir, kept=kept,
                        created=created, command=command) from None  # fmt: skip
+    except BaseException:
+        # Refused before any step ran (a bad --config, a bug): the output made just now holds nothing.
+        if created:
+            with _signals_held():
+                _discard_output(repo, output)
+        raise
     return ImagingRun(collection=output, pipeline_path=pipeline_path, summaries=summaries)
+
+
+def _data_query(butler, outcomes, parameters, fields, chunk_channels, jobs) -> tuple[str, int]:
+    """The data query choosing the ingested observations, fields (and channel chunks); observation count."""
+    names = [outcome.observation for outcome in outcomes]
+    observations = [
+        record.id for record in butler.registry.queryDimensionRecords("observation") if record.name in names
+    ]
+    query = f"observation IN ({', '.join(str(o) for o in observations)})"
+    if fields:
+        query += f" AND field IN ({', '.join(repr(f) for f in fields)})"
+    if _is_cube(parameters):
+        instruments = {
+            r.instrument for r in butler.registry.queryDimensionRecords("observation") if r.id in observations
+        }
+        query += f" AND ({_define_chunks(butler, query, instruments, parameters, chunk_channels, jobs)})"
+    return query, len(observations)
 
 
 def _check_before_work(
@@ -411,6 +422,13 @@ def _failure(
 ) -> ImagingError:
     """One sentence: what went wrong, what it left, and the command that goes on."""
     signal_number = None
+    if stage == "prepare":
+        name = str(err.args[0]) if err.args else "SIGINT"
+        return ImagingError(
+            f"Stopped by {name} before imaging began; no output collection was made: run the same command "
+            "again to start over.",
+            signal_number=int(signal.Signals[name]),
+        )
     if isinstance(err, (KeyboardInterrupt, LoopInterrupted)):
         if isinstance(err, LoopInterrupted):
             name = err.signal_name
@@ -419,8 +437,8 @@ def _failure(
         signal_number = int(signal.Signals[name])
         reason = f"Stopped by {name}"
     elif isinstance(err, LoopError):
-        if not created and not kept:
-            # Refused before any step ran (settings differ from those of the output): nothing to resume.
+        if not kept and err.reason == str(err):
+            # Refused before any step ran (settings, pipeline): the loop's sentence says what to do.
             return ImagingError(str(err))
         reason = err.reason.rstrip(".")
     elif isinstance(err, OSError):
@@ -435,8 +453,10 @@ def _failure(
         )
     elif kept:
         state = f"the steps finished so far are kept in collection {output} of {repo}; to go on, run {resume}"
-    else:
+    elif signal_number is not None:
         state = "nothing was kept: run the same command again to start over"
+    else:
+        state = "nothing was kept"
     return ImagingError(f"{reason}; {state}.", signal_number=signal_number)
 
 
