@@ -448,9 +448,7 @@ def _failure(
         reason = f"Writing to the registry of {repo} failed ({str(getattr(err, 'orig', err)).strip()})"
     resume = _resume_command(command, output)
     if stage == "export":
-        state = (
-            f"the images are in collection {output} of {repo}: after fixing that, export them with {resume}"
-        )
+        state = f"the images are in collection {output} of {repo}; after fixing that, export them: {resume}"
     elif kept:
         state = f"the steps finished so far are kept in collection {output} of {repo}; to go on, run {resume}"
     elif signal_number is not None:
