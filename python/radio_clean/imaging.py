@@ -25,6 +25,7 @@ import sqlalchemy.exc
 import yaml
 from lsst.daf.butler import CollectionType
 
+from ._errors import os_error_in
 from .casa import read_ms_info
 from .chunks import ChunkError, chunk_ranges, define_channel_chunks, output_channel_count
 from .export import export_cube_products, export_products
@@ -231,9 +232,10 @@ def image_measurement_sets(
         loop.run()
         stage = "export"
         summaries = _export(repo, output, parameters, export_dir)
-    except (KeyboardInterrupt, OSError, LoopError, *_DATABASE_ERRORS) as err:
-        if stage == "prepare" and not isinstance(err, KeyboardInterrupt):
-            raise
+    except BaseException as err:
+        # Said in one sentence: a stop, and failures to write or of the loop once imaging began.
+        expected = isinstance(err, (KeyboardInterrupt, LoopError, *_DATABASE_ERRORS)) or os_error_in(err)
+        said = isinstance(err, KeyboardInterrupt) or (expected and stage != "prepare")
         with _signals_held():
             kept = stage != "prepare" and _finished_datasets_after_failure(repo, output) > finished_before
             if not kept:
@@ -243,14 +245,10 @@ def image_measurement_sets(
                     _remove_quietly(pipeline_path)
                 for directory in reversed(made_directories):
                     _remove_quietly(directory, directory=True)
+        if not said:
+            raise
         raise _failure(err, stage=stage, repo=repo, output=output, export_dir=export_dir, kept=kept,
                        created=created, command=command) from None  # fmt: skip
-    except BaseException:
-        # Refused before any step ran (a bad --config, a bug): the output made just now holds nothing.
-        if created:
-            with _signals_held():
-                _discard_output(repo, output)
-        raise
     return ImagingRun(collection=output, pipeline_path=pipeline_path, summaries=summaries)
 
 
@@ -441,9 +439,9 @@ def _failure(
             # Refused before any step ran (settings, pipeline): the loop's sentence says what to do.
             return ImagingError(str(err))
         reason = err.reason.rstrip(".")
-    elif isinstance(err, OSError):
+    elif os_error := os_error_in(err):
         where = export_dir if stage == "export" else repo
-        reason = f"Writing to {where} failed ({err.strerror or err})"
+        reason = f"Writing to {where} failed ({os_error.strerror or os_error})"
     else:
         reason = f"Writing to the registry of {repo} failed ({str(getattr(err, 'orig', err)).strip()})"
     resume = _resume_command(command, output)

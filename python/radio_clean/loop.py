@@ -66,6 +66,7 @@ from lsst.pipe.base.caching_limited_butler import CachingLimitedButler
 from lsst.pipe.base.quantum_graph import PredictedQuantumGraph
 from lsst.pipe.base.single_quantum_executor import SingleQuantumExecutor
 
+from ._errors import os_error_in
 from ._scratch import make_scratch_dir, process_alive, remove_stale_scratch
 from .cycle_graph import NextCycleGraphBuilder, UnknownInputError
 from .image import RadioImage
@@ -277,7 +278,7 @@ def _execute_quanta(
             executor.execute(task_node, quantum, quantum_id)
         except Exception as err:
             # A full disk or a read-only repository is said in the message; a traceback is for bugs.
-            os_error = _os_error_in(err)
+            os_error = os_error_in(err)
             message = f"{task_node.label} on {dict(quantum.dataId.required)} failed: {os_error or err}"
             _log.log(logging.DEBUG if os_error else logging.ERROR, "%s\n%s", message, traceback.format_exc())
             failed_chains[chain] = message
@@ -285,13 +286,6 @@ def _execute_quanta(
         else:
             outcomes[quantum_id] = None
     return outcomes
-
-
-def _os_error_in(err: BaseException) -> OSError | None:
-    """The `OSError` (disk full, read-only file system...) that caused ``err``, if one did."""
-    while err is not None and not isinstance(err, OSError):
-        err = err.__cause__ or err.__context__
-    return err
 
 
 class _WorkerPool:
