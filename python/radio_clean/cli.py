@@ -16,7 +16,7 @@ from .ingest import INGEST_RUN, TRANSFER_MODES, IngestError, ingest_measurement_
 from .loop import LoopError
 from .parameters import ParameterError
 from .preflight import PreflightError, check_count
-from .repo import NotARadioRepoError, RepoCreationError, create_repo, open_repo
+from .repo import NotARadioRepoError, RepoCreationError, create_repo, open_repo, repo_lock
 
 # Errors whose message is already the one sentence a user should read.
 _USER_ERRORS = (
@@ -41,9 +41,10 @@ def _create_repo(args: argparse.Namespace) -> None:
 def _ingest(args: argparse.Namespace) -> None:
     butler = open_repo(args.repo, writeable=True)
     try:
-        outcomes = ingest_measurement_sets(
-            butler, args.ms, transfer=args.transfer, run=args.run, staging_root=args.repo
-        )
+        with repo_lock(args.repo):
+            outcomes = ingest_measurement_sets(
+                butler, args.ms, transfer=args.transfer, run=args.run, staging_root=args.repo
+            )
     finally:
         butler.close()
     for outcome in outcomes:

@@ -42,7 +42,7 @@ from .preflight import (
     check_writable_directory,
     estimate_product_bytes,
 )
-from .repo import create_repo, open_repo
+from .repo import create_repo, open_repo, repo_lock
 from .tasks.base import CHUNK_DATASET_PREFIX
 
 _log = logging.getLogger(__name__)
@@ -213,7 +213,8 @@ def image_measurement_sets(
     finished_before = 0
     stage = "prepare"
     try:
-        with create_repo(repo, exist_ok=True) as butler:
+        # Locked: runs started at once would race to insert the same MS's records and channel chunks.
+        with create_repo(repo, exist_ok=True) as butler, repo_lock(repo):
             outcomes = ingest_measurement_sets(butler, ms_paths, staging_root=repo)
             for outcome in outcomes:
                 _log.info("%s", outcome.message)

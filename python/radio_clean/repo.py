@@ -10,6 +10,7 @@ __all__ = [
     "UNIVERSE_NAMESPACE",
     "create_repo",
     "open_repo",
+    "repo_lock",
 ]
 
 import contextlib
@@ -94,6 +95,21 @@ def create_repo(root: str, *, registry_db: str | None = None, exist_ok: bool = F
     if exists and not exist_ok:
         raise FileExistsError(f"{root} already holds a Butler repository; choose a new directory.")
     return open_repo(root, writeable=True) if exists else Butler.from_config(root, writeable=True)
+
+
+@contextlib.contextmanager
+def repo_lock(root: str) -> Iterator[None]:
+    """Hold an exclusive lock on a repository directory while registering what two processes could race on.
+
+    Two runs that ingest the same MeasurementSet at once would both find it
+    new and both insert its dimension records; under this lock the second
+    finds it ingested. A repository given by URI is not locked.
+    """
+    if "://" in root:
+        yield
+        return
+    with _locked(root):
+        yield
 
 
 @contextlib.contextmanager
