@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from .casa import CasaError
 from .imaging import ImagingError
 from .ingest import INGEST_RUN, TRANSFER_MODES, IngestError, ingest_measurement_sets
-from .loop import LoopError
+from .loop import LoopError, LoopInterrupted
 from .parameters import ParameterError
 from .preflight import PreflightError, check_count
 from .repo import NotARadioRepoError, RepoCreationError, create_repo, open_repo, repo_lock
@@ -228,6 +228,14 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _exit_status(err: Exception) -> int:
+    """1 for a failure; 128 + the signal number for a run stopped by a signal, as a shell reports it."""
+    if isinstance(err, LoopInterrupted):
+        return 128 + int(signal.Signals[err.signal_name])
+    signal_number = getattr(err, "signal_number", None)
+    return 128 + signal_number if signal_number else 1
+
+
 def _stop_on_sigterm(signal_number: int, frame) -> None:
     # As Ctrl-C: the command stops where it is, cleans up and says how to go on.
     raise KeyboardInterrupt(signal.Signals(signal_number).name)
@@ -257,7 +265,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.func(args)
     except _USER_ERRORS as err:
         print(f"radio-clean: error: {err}", file=sys.stderr)
-        return 128 + err.signal_number if getattr(err, "signal_number", None) else 1
+        return _exit_status(err)
     except KeyboardInterrupt as err:
         name = str(err.args[0]) if err.args else "SIGINT"
         print(f"radio-clean: error: Stopped by {name} before {args.command} finished.", file=sys.stderr)
