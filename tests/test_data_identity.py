@@ -128,9 +128,11 @@ def _bad_image_cases(ms):
         "selection matches none); change the selection or unflag the data."
     )
     big = (
-        r"The images \(100000x100000 pixels, 1 channel, 1 Stokes plane\) need at least [0-9.]+ GB of "
-        r"(memory but [0-9.]+ GB are available|disk for scratch and output images but \S+ has [0-9.]+ GB "
-        r"free); choose a smaller imsize, or give --no-resource-check to try anyway\."
+        r"(The images \(100000x100000 pixels, 1 channel, 1 Stokes plane\) need at least [0-9.]+ GB of "
+        r"memory but [0-9.]+ GB are available; choose a smaller imsize, or give --no-resource-check to try "
+        r"anyway\.|.*: the file system has [0-9.]+ \w+ free, less than the [0-9.]+ \w+ this run needs at "
+        r"least \(images of 100000x100000 pixels, 1 channel, 1 Stokes plane\); free some space there, "
+        r"choose another place or a smaller imsize, or give --no-resource-check to try anyway\.)"
     )
     return {
         "all_flagged": ([], re.escape(no_data.format(""))),
@@ -140,7 +142,10 @@ def _bad_image_cases(ms):
         ),
         "no_such_field": (
             ["--set", "field=NGC1068"],
-            re.escape(f"Field NGC1068 is not in {ms}; the fields there are 3C273."),
+            re.escape(
+                f"field=NGC1068: no such field in {ms} (fields: 3C273); give field= one of those, "
+                "or leave it out to image all."
+            ),
         ),
         "too_big": (["--set", "imsize=100000", "--set", "cell=0.01arcsec"], big),
     }
@@ -182,7 +187,7 @@ def test_no_resource_check_skips_the_estimate(ms_3c273, tmp_path, capsys):
     assert "need at least" in capsys.readouterr().err
     assert _image(ms_3c273, str(tmp_path / "repo"), str(tmp_path / "out"), *arguments,
                   "--no-resource-check") == 1  # fmt: skip
-    assert capsys.readouterr().err.startswith("radio-clean: error: Field NGC1068 is not in")
+    assert capsys.readouterr().err.startswith("radio-clean: error: field=NGC1068: no such field in")
 
 
 def test_resource_estimate():

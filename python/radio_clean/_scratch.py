@@ -3,14 +3,13 @@
 A process killed outright (SIGKILL, a node lost) cannot remove its scratch;
 the next radio_clean process on the same host that makes scratch of the same
 kind removes what processes no longer alive left behind. A process asked to
-stop (SIGTERM) removes its own: `exit_on_termination` turns the signal into
-`SystemExit`, so ``finally`` blocks and exit hooks run as they do on Ctrl-C.
+stop (SIGTERM) removes its own: the command line turns the signal into
+`KeyboardInterrupt`, so ``finally`` blocks and exit hooks run as on Ctrl-C.
 """
 
 from __future__ import annotations
 
 __all__ = [
-    "exit_on_termination",
     "make_scratch_dir",
     "process_alive",
     "remove_stale_scratch",
@@ -20,10 +19,8 @@ __all__ = [
 import os
 import re
 import shutil
-import signal
 import socket
 import tempfile
-import threading
 
 
 def scratch_host() -> str:
@@ -60,23 +57,3 @@ def process_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def exit_on_termination() -> None:
-    """Make SIGTERM end this process through `SystemExit` (status 143), so that its scratch is removed.
-
-    Python's default is to die at once, skipping the ``finally`` blocks and
-    exit hooks that remove scratch directories. Only the main thread can
-    set a handler, and a handler someone else set is left alone.
-    """
-    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) in (
-        signal.SIG_DFL,
-        None,
-    ):
-        signal.signal(signal.SIGTERM, _exit_on_signal)
-
-
-def _exit_on_signal(signum: int, frame) -> None:
-    # A second SIGTERM while cleaning up ends the process at once.
-    signal.signal(signum, signal.SIG_DFL)
-    raise SystemExit(128 + signum)

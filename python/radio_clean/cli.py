@@ -6,23 +6,24 @@ __all__ = ["main"]
 
 import argparse
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 
-from ._scratch import exit_on_termination
 from .casa import CasaError
 from .imaging import ImagingError
 from .ingest import INGEST_RUN, TRANSFER_MODES, IngestError, ingest_measurement_sets
-from .loop import LoopError
+from .loop import LoopError, LoopInterrupted
 from .parameters import ParameterError
-from .preflight import PreflightError
-from .repo import NotARadioRepoError, create_repo, open_repo
+from .preflight import PreflightError, check_count
+from .repo import NotARadioRepoError, RepoCreationError, create_repo, open_repo, repo_lock
 
 # Errors whose message is already the one sentence a user should read.
 _USER_ERRORS = (
     CasaError,
     IngestError,
     NotARadioRepoError,
+    RepoCreationError,
     FileExistsError,
     ParameterError,
     PreflightError,
@@ -40,9 +41,10 @@ def _create_repo(args: argparse.Namespace) -> None:
 def _ingest(args: argparse.Namespace) -> None:
     butler = open_repo(args.repo, writeable=True)
     try:
-        outcomes = ingest_measurement_sets(
-            butler, args.ms, transfer=args.transfer, run=args.run, staging_root=args.repo
-        )
+        with repo_lock(args.repo):
+            outcomes = ingest_measurement_sets(
+                butler, args.ms, transfer=args.transfer, run=args.run, staging_root=args.repo
+            )
     finally:
         butler.close()
     for outcome in outcomes:
@@ -56,7 +58,7 @@ def _demo_data(args: argparse.Namespace) -> None:
         print(path)
 
 
-def _image(args: argparse.Namespace) -> None:
+def _image(args: argparse.Namespace, argv: Sequence[str]) -> None:
     from .imaging import describe, image_measurement_sets, read_parameters
 
     parameters, fields = read_parameters(args.params, args.set)
@@ -71,6 +73,7 @@ def _image(args: argparse.Namespace) -> None:
         output=args.output,
         task_configs=args.config,
         check_resources=not args.no_resource_check,
+        command=["radio-clean", *argv],
     )
     print(describe(run))
 
@@ -78,6 +81,7 @@ def _image(args: argparse.Namespace) -> None:
 def _clean(args: argparse.Namespace) -> None:
     from .loop import CleanLoop
 
+    check_count("--jobs", args.jobs)
     overrides = []
     for setting in args.config:
         target, equals, value = setting.partition("=")
@@ -193,7 +197,7 @@ def _build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="Run even if the images look too big for this machine's memory or disk.",
     )
-    image.set_defaults(func=_image)
+    image.set_defaults(func=_image, wants_argv=True)
 
     clean = commands.add_parser(
         "clean",
@@ -230,20 +234,50 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _exit_status(err: Exception) -> int:
+    """1 for a failure; 128 + the signal number for a run stopped by a signal, as a shell reports it."""
+    if isinstance(err, LoopInterrupted):
+        return 128 + int(signal.Signals[err.signal_name])
+    signal_number = getattr(err, "signal_number", None)
+    return 128 + signal_number if signal_number else 1
+
+
+def _stop_on_sigterm(signal_number: int, frame) -> None:
+    # As Ctrl-C: the command stops where it is, cleans up and says how to go on.
+    raise KeyboardInterrupt(signal.Signals(signal_number).name)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``radio-clean`` command line; return the exit status."""
+    """Run the ``radio-clean`` command line; return the exit status.
+
+    A failure prints one sentence and returns 1; a run stopped by SIGINT
+    (Ctrl-C) or SIGTERM returns 128 + the signal number, as a shell does.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = _build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
-    exit_on_termination()  # SIGTERM: remove this run's scratch on the way out
     # How each chain ends is worth a line even when only warnings are asked for.
     loop_log = logging.getLogger("radio_clean.loop")
     loop_log.setLevel(min(logging.INFO, loop_log.getEffectiveLevel()))
+    # The loop reports each failed quantum itself, in the sentence that ends the run.
+    if logging.getLogger().getEffectiveLevel() >= logging.WARNING:
+        logging.getLogger("lsst.pipe.base.single_quantum_executor").setLevel(logging.CRITICAL)
+    previous_sigterm = signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:
-        args.func(args)
+        if getattr(args, "wants_argv", False):
+            args.func(args, argv)
+        else:
+            args.func(args)
     except _USER_ERRORS as err:
         print(f"radio-clean: error: {err}", file=sys.stderr)
-        return 1
+        return _exit_status(err)
+    except KeyboardInterrupt as err:
+        name = str(err.args[0]) if err.args else "SIGINT"
+        print(f"radio-clean: error: Stopped by {name} before {args.command} finished.", file=sys.stderr)
+        return 128 + int(signal.Signals[name])
+    finally:
+        signal.signal(signal.SIGTERM, previous_sigterm)
     return 0
 
 

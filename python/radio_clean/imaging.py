@@ -10,23 +10,30 @@ __all__ = [
     "read_parameters",
 ]
 
+import contextlib
 import dataclasses
 import datetime
+import itertools
 import logging
 import os
-from collections.abc import Sequence
+import shlex
+import signal
+from collections.abc import Iterator, Sequence
 from typing import Any
 
+import sqlalchemy.exc
 import yaml
+from lsst.daf.butler import CollectionType
 
+from ._errors import os_error_in
 from .chunks import ChunkError, chunk_ranges, define_channel_chunks, output_channel_count
 from .export import export_cube_products, export_products
 from .ingest import INGEST_RUN, ingest_measurement_sets
-from .loop import CleanLoop, LoopError
+from .loop import CleanLoop, LoopError, LoopInterrupted
 from .parameters import CleanParametersConfig, ParameterError, parse_parameter
 from .pipeline import LAYOUTS, TASK_KINDS, label_of, pipeline_for, to_yaml
 from .preflight import check_before_work, check_visibilities_readable
-from .repo import create_repo, open_repo
+from .repo import create_repo, open_repo, repo_lock
 from .selection import parse_field_selection, selection_query
 from .tasks.base import CHUNK_DATASET_PREFIX
 
@@ -36,8 +43,25 @@ _log = logging.getLogger(__name__)
 _SELECTION_PARAMETERS = ("field",)
 
 
+_DATABASE_ERRORS = (sqlalchemy.exc.OperationalError,)
+"""Registry writes that fail for want of room or permission (SQLite: disk full, read-only database)."""
+
+_INIT_OUTPUT_SUFFIXES = ("_config", "packages")
+"""Datasets a step writes before its quanta run: they do not make a step finished."""
+
+
 class ImagingError(RuntimeError):
-    """The imaging run cannot start or did not finish; the message says why."""
+    """The imaging run cannot start or did not finish; the message says why.
+
+    Attributes
+    ----------
+    signal_number : `int` or `None`
+        The signal that stopped the run (SIGINT, SIGTERM), if one did.
+    """
+
+    def __init__(self, message: str, *, signal_number: int | None = None) -> None:
+        super().__init__(message)
+        self.signal_number = signal_number
 
 
 @dataclasses.dataclass
@@ -120,6 +144,7 @@ def image_measurement_sets(
     chunk_channels: int | None = None,
     task_configs: Sequence[str] = (),
     check_resources: bool = True,
+    command: Sequence[str] | None = None,
 ) -> ImagingRun:
     """Ingest, run the CLEAN loop (one quantum graph per cycle) and export FITS.
 
@@ -149,11 +174,25 @@ def image_measurement_sets(
     check_resources : `bool`, optional
         Refuse images that cannot fit in memory or on disk
         (`radio_clean.resources`); `False` tries anyway.
+    command : `~collections.abc.Sequence` [`str`], optional
+        The command line that started this run (``radio-clean image ...``):
+        a failure after work began tells the user this command, with
+        ``--output``, to resume.
 
     Returns
     -------
     run : `ImagingRun`
         Collection, pipeline file and per-field/band summaries.
+
+    Raises
+    ------
+    PreflightError
+        If an option, path, free space, field or MS makes the run impossible;
+        nothing has been written then.
+    ImagingError
+        If the run failed or was stopped after work began: the message says
+        what was kept and the command that goes on. An output collection this
+        run made that holds no finished step is removed.
     """
     check_before_work(
         ms_paths,
@@ -163,51 +202,231 @@ def image_measurement_sets(
         chunk_channels=chunk_channels,
         repo=repo,
         export_dir=export_dir,
+        output=output,
+        inputs=[INGEST_RUN],
         check_resources_needed=check_resources,
     )
-    if not os.path.exists(os.path.join(repo, "butler.yaml")):
-        create_repo(repo).close()
-    butler = open_repo(repo, writeable=True)
-    try:
-        # The run reads each MS from the path given here (a moved or copied MS included).
-        outcomes = ingest_measurement_sets(butler, ms_paths, staging_root=repo, read_given_paths=True)
-        inputs = list(dict.fromkeys([*(outcome.collection for outcome in outcomes), INGEST_RUN]))
-        names = [outcome.observation for outcome in outcomes]
-        observations = [
-            record.id
-            for record in butler.registry.queryDimensionRecords("observation")
-            if record.name in names
-        ]
-        check_visibilities_readable(butler, inputs, observations)
-        query = f"observation IN ({', '.join(str(o) for o in observations)})"
-        query += selection_query(butler, observations, fields, parameters)
-        if _is_cube(parameters):
-            instruments = {
-                r.instrument
-                for r in butler.registry.queryDimensionRecords("observation")
-                if r.id in observations
-            }
-            query += f" AND ({_define_chunks(butler, query, instruments, parameters, chunk_channels, jobs)})"
-    finally:
-        butler.close()
-    for outcome in outcomes:
-        _log.info("%s", outcome.message)
-    output = output or f"images/{datetime.datetime.now(datetime.UTC):%Y%m%dT%H%M%S}"
-    os.makedirs(export_dir, exist_ok=True)
+    made_directories = _missing_directories(export_dir)
     pipeline_path = os.path.abspath(os.path.join(export_dir, "pipeline.yaml"))
-    with open(pipeline_path, "w") as stream:
-        pipeline = pipeline_for(_pipeline_parameters(parameters), n_observations=len(observations))
-        stream.write(to_yaml(_with_task_configs(pipeline, task_configs)))
-    loop = CleanLoop(repo, pipeline_uri=pipeline_path, inputs=inputs, output=output, where=query, jobs=jobs)
+    pipeline_existed = os.path.exists(pipeline_path)
+    created = False
+    finished_before = 0
+    stage = "prepare"
     try:
+        # Locked: runs started at once would race to insert the same MS's records and channel chunks.
+        with create_repo(repo, exist_ok=True) as butler, repo_lock(repo):
+            # The run reads each MS from the path given here (a moved or copied MS included).
+            outcomes = ingest_measurement_sets(butler, ms_paths, staging_root=repo, read_given_paths=True)
+            for outcome in outcomes:
+                _log.info("%s", outcome.message)
+            inputs = list(dict.fromkeys([*(outcome.collection for outcome in outcomes), INGEST_RUN]))
+            query, n_observations = _data_query(
+                butler, outcomes, inputs, parameters, fields, chunk_channels, jobs
+            )
+            pipeline = pipeline_for(_pipeline_parameters(parameters), n_observations=n_observations)
+            pipeline_text = to_yaml(_with_task_configs(pipeline, task_configs))
+            output, created = _reserve_output(butler, output, inputs)
+            finished_before = _finished_datasets(butler, output)
+        stage = "run"
+        os.makedirs(export_dir, exist_ok=True)
+        with open(pipeline_path, "w") as stream:
+            stream.write(pipeline_text)
+        loop = CleanLoop(
+            repo, pipeline_uri=pipeline_path, inputs=inputs, output=output, where=query, jobs=jobs
+        )
         loop.run()
-    except LoopError as err:
-        raise ImagingError(str(err)) from None
-    return ImagingRun(
-        collection=output,
-        pipeline_path=pipeline_path,
-        summaries=_export(repo, output, parameters, export_dir),
-    )
+        stage = "export"
+        summaries = _export(repo, output, parameters, export_dir)
+    except BaseException as err:
+        # Said in one sentence: a stop, and failures to write or of the loop once imaging began.
+        expected = isinstance(err, (KeyboardInterrupt, LoopError, *_DATABASE_ERRORS)) or os_error_in(err)
+        said = isinstance(err, KeyboardInterrupt) or (expected and stage != "prepare")
+        with _signals_held():
+            kept = stage != "prepare" and _finished_datasets_after_failure(repo, output) > finished_before
+            if not kept:
+                if created:
+                    _discard_output(repo, output)
+                if not pipeline_existed:
+                    _remove_quietly(pipeline_path)
+                for directory in reversed(made_directories):
+                    _remove_quietly(directory, directory=True)
+        if not said:
+            raise
+        raise _failure(err, stage=stage, repo=repo, output=output, export_dir=export_dir, kept=kept,
+                       created=created, command=command) from None  # fmt: skip
+    return ImagingRun(collection=output, pipeline_path=pipeline_path, summaries=summaries)
+
+
+def _data_query(butler, outcomes, inputs, parameters, fields, chunk_channels, jobs) -> tuple[str, int]:
+    """The data query choosing the ingested observations, fields and bands (and channel chunks).
+
+    Also refuses a run whose MSs cannot be read. Returns the query and the number of observations.
+    """
+    names = [outcome.observation for outcome in outcomes]
+    observations = [
+        record.id for record in butler.registry.queryDimensionRecords("observation") if record.name in names
+    ]
+    check_visibilities_readable(butler, inputs, observations)
+    query = f"observation IN ({', '.join(str(o) for o in observations)})"
+    query += selection_query(butler, observations, fields, parameters)
+    if _is_cube(parameters):
+        instruments = {
+            r.instrument for r in butler.registry.queryDimensionRecords("observation") if r.id in observations
+        }
+        query += f" AND ({_define_chunks(butler, query, instruments, parameters, chunk_channels, jobs)})"
+    return query, len(observations)
+
+
+def _reserve_output(butler, output: str | None, inputs: Sequence[str]) -> tuple[str, bool]:
+    """Register the output collection, or find it; return its name and whether this run made it.
+
+    Registering is atomic in the registry, so runs started at the same time
+    never share a default name (``images/<UTC time>``, then ``-2``, ``-3``...).
+    """
+    inputs = butler.collections.query(list(inputs))
+    if output is not None:
+        names: Iterator[str] = iter([output])
+    else:
+        stamp = f"images/{datetime.datetime.now(datetime.UTC):%Y%m%dT%H%M%S}"
+        names = (stamp if n == 1 else f"{stamp}-{n}" for n in itertools.count(1))
+    for name in names:
+        with butler.transaction():
+            created = butler.collections.register(name, CollectionType.CHAINED)
+            if created:
+                butler.collections.redefine_chain(name, inputs)
+        if created or output is not None:
+            return name, created
+    raise AssertionError("unreachable")
+
+
+def _finished_datasets(butler, output: str) -> int:
+    """How many datasets of finished quanta the step RUNs of ``output`` hold."""
+    butler.registry.refresh()
+    runs = [child for child in butler.collections.get_info(output).children if child.startswith(f"{output}/")]
+    if not runs:
+        return 0
+    refs = butler.query_all_datasets(runs, find_first=False, limit=None)
+    return sum(1 for ref in refs if not ref.datasetType.name.endswith(_INIT_OUTPUT_SUFFIXES))
+
+
+def _finished_datasets_after_failure(repo: str, output: str) -> int:
+    try:
+        with open_repo(repo) as butler:
+            return _finished_datasets(butler, output)
+    except Exception:
+        # The repository cannot even be read (gone read-only mid-run, disk full): keep everything.
+        return 1
+
+
+def _discard_output(repo: str, output: str) -> None:
+    """Remove an output collection this run made, its step RUNs and any files written under its name."""
+    try:
+        with open_repo(repo, writeable=True) as butler:
+            runs = [c for c in butler.collections.get_info(output).children if c.startswith(f"{output}/")]
+            butler.collections.x_remove(output)
+            if runs:
+                butler.removeRuns(runs, unlink_from_chains=True)
+    except Exception as err:
+        _log.warning("Could not remove the unfinished output collection %s: %s", output, err)
+        return
+    # Files of a step that never registered them (the datastore keeps RUNs in directories of their names).
+    directory = os.path.join(repo, *output.split("/"))
+    if os.path.isdir(directory):
+        import shutil
+
+        shutil.rmtree(directory, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        os.removedirs(os.path.dirname(directory))
+
+
+def _missing_directories(path: str) -> list[str]:
+    """The directories ``os.makedirs(path)`` would make, outermost first."""
+    missing = []
+    path = os.path.abspath(path)
+    while not os.path.exists(path):
+        missing.append(path)
+        path = os.path.dirname(path)
+    return missing[::-1]
+
+
+def _remove_quietly(path: str, *, directory: bool = False) -> None:
+    with contextlib.suppress(OSError):
+        os.rmdir(path) if directory else os.remove(path)
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Let clean-up finish: a second Ctrl-C (or SIGTERM) during it is ignored."""
+    previous = {number: signal.signal(number, signal.SIG_IGN) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def _resume_command(command: Sequence[str] | None, output: str) -> str:
+    """The command that goes on with ``output``: this one, with ``--output OUTPUT``."""
+    if command is None:
+        return f"the same command with --output {output}"
+    words, skip = [], False
+    for word in command:
+        if skip:
+            skip = False
+        elif word == "--output":
+            skip = True
+        elif not word.startswith("--output="):
+            words.append(word)
+    return f"`{shlex.join([*words, '--output', output])}`"
+
+
+def _failure(
+    err: BaseException,
+    *,
+    stage: str,
+    repo: str,
+    output: str,
+    export_dir: str,
+    kept: bool,
+    created: bool,
+    command: Sequence[str] | None,
+) -> ImagingError:
+    """One sentence: what went wrong, what it left, and the command that goes on."""
+    signal_number = None
+    if stage == "prepare":
+        name = str(err.args[0]) if err.args else "SIGINT"
+        return ImagingError(
+            f"Stopped by {name} before imaging began; no output collection was made: run the same command "
+            "again to start over.",
+            signal_number=int(signal.Signals[name]),
+        )
+    if isinstance(err, (KeyboardInterrupt, LoopInterrupted)):
+        if isinstance(err, LoopInterrupted):
+            name = err.signal_name
+        else:
+            name = str(err.args[0]) if err.args else "SIGINT"
+        signal_number = int(signal.Signals[name])
+        reason = f"Stopped by {name}"
+    elif isinstance(err, LoopError):
+        if not kept and err.reason == str(err):
+            # Refused before any step ran (settings, pipeline): the loop's sentence says what to do.
+            return ImagingError(str(err))
+        reason = err.reason.rstrip(".")
+    elif os_error := os_error_in(err):
+        where = export_dir if stage == "export" else repo
+        reason = f"Writing to {where} failed ({os_error.strerror or os_error})"
+    else:
+        reason = f"Writing to the registry of {repo} failed ({str(getattr(err, 'orig', err)).strip()})"
+    resume = _resume_command(command, output)
+    if stage == "export":
+        state = f"the images are in collection {output} of {repo}; after fixing that, export them: {resume}"
+    elif kept:
+        state = f"the steps finished so far are kept in collection {output} of {repo}; to go on, run {resume}"
+    elif signal_number is not None:
+        state = "nothing was kept: run the same command again to start over"
+    else:
+        state = "nothing was kept"
+    return ImagingError(f"{reason}; {state}.", signal_number=signal_number)
 
 
 def _with_task_configs(pipeline: dict[str, Any], task_configs: Sequence[str]) -> dict[str, Any]:

@@ -25,7 +25,7 @@ killed step left unregistered are removed before it runs again.
 
 from __future__ import annotations
 
-__all__ = ["ChainOutcome", "CleanLoop", "DatasetMemo", "LoopError", "step_run"]
+__all__ = ["ChainOutcome", "CleanLoop", "DatasetMemo", "LoopError", "LoopInterrupted", "step_run"]
 
 import dataclasses
 import functools
@@ -36,9 +36,11 @@ import queue
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 import uuid
@@ -65,6 +67,7 @@ from lsst.pipe.base.pipelineIR import ContractError
 from lsst.pipe.base.quantum_graph import PredictedQuantumGraph
 from lsst.pipe.base.single_quantum_executor import SingleQuantumExecutor
 
+from ._errors import os_error_in
 from ._scratch import make_scratch_dir, process_alive, remove_stale_scratch
 from .cycle_graph import NextCycleGraphBuilder, UnknownInputError
 from .image import RadioImage
@@ -84,7 +87,26 @@ _MEMO_STORAGE_CLASSES = frozenset({"RadioImage", "StructuredDataDict", "AutoMask
 
 
 class LoopError(RuntimeError):
-    """The loop could not run a step, or a quantum failed; the message says which and what to do."""
+    """The loop could not run a step, or a quantum failed; the message says which and what to do.
+
+    Attributes
+    ----------
+    reason : `str`
+        What went wrong, without the advice on resuming (for callers that
+        give their own).
+    """
+
+    def __init__(self, message: str, *, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason or message
+
+
+class LoopInterrupted(LoopError):  # noqa: N818 (a stop, not an error of the loop)
+    """The loop was stopped by a signal (``KeyboardInterrupt``); ``signal_name`` says which."""
+
+    def __init__(self, message: str, *, signal_name: str) -> None:
+        super().__init__(message, reason=f"Stopped by {signal_name}")
+        self.signal_name = signal_name
 
 
 def step_run(output: str, step: str, cycle: int | None = None) -> str:
@@ -256,8 +278,10 @@ def _execute_quanta(
         try:
             executor.execute(task_node, quantum, quantum_id)
         except Exception as err:
-            message = f"{task_node.label} on {dict(quantum.dataId.required)} failed: {err}"
-            _log.error("%s\n%s", message, traceback.format_exc())
+            # A full disk or a read-only repository is said in the message; a traceback is for bugs.
+            os_error = os_error_in(err)
+            message = f"{task_node.label} on {dict(quantum.dataId.required)} failed: {os_error or err}"
+            _log.log(logging.DEBUG if os_error else logging.ERROR, "%s\n%s", message, traceback.format_exc())
             failed_chains[chain] = message
             outcomes[quantum_id] = message
         else:
@@ -319,6 +343,9 @@ class _WorkerPool:
 
 
 def _worker_main(tasks, results, butler_config: ButlerConfig, loop_pid: int) -> None:
+    # Ctrl-C reaches the whole process group: the loop's process handles it and tells workers to stop.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_exit_with_loop, args=(loop_pid, os.getppid()), daemon=True).start()
     memo = DatasetMemo()
     while True:
         try:
@@ -338,6 +365,16 @@ def _worker_main(tasks, results, butler_config: ButlerConfig, loop_pid: int) -> 
             memo.next_step()
         except BaseException:
             results.put(traceback.format_exc())
+
+
+def _exit_with_loop(loop_pid: int, parent_pid: int) -> None:
+    """End this worker, even in the middle of a quantum, once the loop's process is gone (SIGKILL).
+
+    The worker's parent is the forkserver, which exits when the loop's process does.
+    """
+    while process_alive(loop_pid) and os.getppid() == parent_pid:
+        time.sleep(0.5)
+    os._exit(1)
 
 
 class CleanLoop:
@@ -419,10 +456,13 @@ class CleanLoop:
         try:
             with Butler.from_config(self.repo, writeable=True) as butler:
                 return self._run(butler, memo, pool, scratch)
-        except KeyboardInterrupt:
-            raise LoopError(
-                f"Interrupted. The steps finished so far are in collection {self.output} of {self.repo}; "
-                f"run the same command again with the same output collection ({self.output}) to go on."
+        except KeyboardInterrupt as err:
+            signal_name = str(err.args[0]) if err.args else "SIGINT"
+            raise LoopInterrupted(
+                f"Stopped by {signal_name}. The steps finished so far are in collection {self.output} of "
+                f"{self.repo}; run the same command again with the same output collection ({self.output}) "
+                "to go on.",
+                signal_name=signal_name,
             ) from None
         finally:
             if pool is not None:
@@ -468,11 +508,12 @@ class CleanLoop:
             for chain in sorted(set(summaries) | set(failed), key=str)
         ]  # fmt: skip
         if failed:
+            reason = f"{len(failed)} of {len(outcomes)} chains failed: " + "; ".join(failed.values())
             raise LoopError(
-                f"{len(failed)} of {len(outcomes)} chains failed: "
-                + "; ".join(failed.values())
+                reason
                 + f". The others are finished in collection {self.output} of {self.repo}; run the same "
-                "command again with the same output collection to retry the failed ones."
+                "command again with the same output collection to retry the failed ones.",
+                reason=reason,
             )
         return outcomes
 

@@ -1,15 +1,28 @@
-"""Checks made before an imaging run does any work: data to image, MSs to read, room to run.
+"""Checks made before an imaging run does any work: options, paths, room to run, data to image.
 
-Each check refuses with one sentence that says what is wrong and what to do;
-none of them writes anything.
+Everything here only looks (a probe file made to test that a directory can
+be written is removed at once), so a run refused by one of these checks
+leaves the repository, the export directory and the MeasurementSets as they
+were. Each refusal is one `PreflightError` whose message says what is wrong
+and what to do.
 """
 
 from __future__ import annotations
 
-__all__ = ["PreflightError", "check_before_work", "check_selection_has_data", "check_visibilities_readable"]
+__all__ = [
+    "PreflightError",
+    "check_before_work",
+    "check_count",
+    "check_measurement_set_readable",
+    "check_output_collection",
+    "check_selection_has_data",
+    "check_visibilities_readable",
+    "check_writable_directory",
+]
 
 import logging
 import os
+import tempfile
 from collections.abc import Sequence
 
 from lsst.daf.butler import Butler
@@ -85,7 +98,8 @@ def check_selection_has_data(
         holding = [path for path in paths if _selects_a_field(path, field, names_by_path[path])]
         if not holding:
             raise PreflightError(
-                f"Field {field} is not in {', '.join(paths)}; the fields there are {', '.join(all_names)}."
+                f"field={field}: no such field in {', '.join(paths)} (fields: {', '.join(all_names)}); "
+                "give field= one of those, or leave it out to image all."
             )
         found = 0
         for path in holding:
@@ -178,19 +192,36 @@ def check_before_work(
     chunk_channels: int | None = None,
     repo: str,
     export_dir: str,
+    output: str | None = None,
+    inputs: Sequence[str] = (),
     check_resources_needed: bool = True,
 ) -> None:
     """Everything ``radio-clean image`` checks before it creates or writes anything.
 
-    The selection must leave unflagged data for every field, and (unless
-    ``check_resources_needed`` is false) the images must fit in memory and
-    on disk (`radio_clean.resources`).
+    Counts are 1 or more; the repository and export directories can be
+    written; ``output`` is new or an output of ``radio-clean image`` to
+    resume; every MS can be read to the end of its columns; (unless
+    ``check_resources_needed`` is false) the images fit in memory and on
+    disk (`radio_clean.resources`); the selection leaves unflagged data for
+    every field.
 
     Raises
     ------
     PreflightError
         The first check that fails, in one sentence.
     """
+    check_count("--jobs", jobs)
+    check_count("--chunk-channels", chunk_channels)
+    check_writable_directory(repo, option="--repo", purpose="the repository")
+    check_writable_directory(export_dir, option="--export", purpose="the FITS files")
+    if output is not None and os.path.exists(os.path.join(repo, "butler.yaml")):
+        from .repo import open_repo
+
+        with open_repo(repo) as butler:
+            check_output_collection(butler, output, inputs)
+    for path in ms_paths:
+        if os.path.isfile(os.path.join(path, "table.dat")):  # anything else: ingest says what it is
+            check_measurement_set_readable(path)
     if check_resources_needed:
         try:
             check_resources(
@@ -205,3 +236,139 @@ def check_before_work(
         except ResourceError as err:
             raise PreflightError(str(err)) from None
     check_selection_has_data(ms_paths, parameters, fields)
+
+
+def check_count(option: str, value: int | None) -> None:
+    """Refuse a count option (``--jobs``, ``--chunk-channels``) below 1; `None` means the default."""
+    if value is not None and value < 1:
+        raise PreflightError(f"{option} must be a whole number of 1 or more, not {value}.")
+
+
+def _nearest_existing(path: str) -> str:
+    path = os.path.abspath(path)
+    while not os.path.exists(path):
+        path = os.path.dirname(path)
+    return path
+
+
+def _probe_write(directory: str) -> OSError | None:
+    """Whether a file can be made in ``directory`` (as this user, on this file system); the error if not."""
+    try:
+        with tempfile.TemporaryFile(dir=directory, prefix=".radio_clean-probe-"):
+            pass
+    except OSError as err:
+        return err
+    return None
+
+
+def check_writable_directory(path: str, *, option: str, purpose: str) -> None:
+    """Refuse a directory option that names a file or a place this process cannot write.
+
+    Parameters
+    ----------
+    path : `str`
+        The directory (it need not exist yet).
+    option : `str`
+        How the user gave it (``--repo``, ``--export``), for the message.
+    purpose : `str`
+        What goes there (``the repository``, ``the FITS files``), for the message.
+
+    Raises
+    ------
+    PreflightError
+        If ``path`` or one of its parents is a file, or the directory (or
+        the nearest one that exists) cannot be written.
+    """
+    existing = _nearest_existing(path)
+    if not os.path.isdir(existing):
+        what = path if existing == os.path.abspath(path) else f"{path} (its parent {existing} is a file)"
+        raise PreflightError(f"{option} {what} is a file, not a directory; give a directory for {purpose}.")
+    error = _probe_write(existing)
+    if error is not None:
+        where = "" if existing == os.path.abspath(path) else f" (to make {path} in)"
+        raise PreflightError(
+            f"{option} {path}: cannot write in {existing}{where}: {error.strerror or error}; "
+            f"give a directory you can write to for {purpose}."
+        )
+    database = os.path.join(path, "gen3.sqlite3")
+    if os.path.exists(database) and not os.access(database, os.W_OK):
+        raise PreflightError(
+            f"{option} {path}: the registry database {database} cannot be written (read-only); "
+            f"give a repository you can write to for {purpose}."
+        )
+
+
+def check_output_collection(butler, output: str, inputs: Sequence[str]) -> None:
+    """Refuse an ``--output`` that names a collection radio-clean image did not make.
+
+    An output collection of ``radio-clean image`` is a CHAINED collection whose
+    children are its own step RUNs (``OUTPUT/start``, ``OUTPUT/cycle001``...)
+    and the input collections; naming one resumes it. Anything else (the
+    ingest RUN ``raw/visibilities``, a step RUN, someone else's chain) would
+    be written into or redefined.
+
+    Raises
+    ------
+    PreflightError
+        If ``output`` exists and is not such a collection.
+    """
+    from lsst.daf.butler import CollectionType, MissingCollectionError
+
+    try:
+        info = butler.collections.get_info(output)
+    except MissingCollectionError:
+        return
+    foreign = [
+        child
+        for child in info.children
+        if not child.startswith(f"{output}/")
+        and not any(child == name or child.startswith(f"{name}/") for name in inputs)
+    ]
+    if info.type is not CollectionType.CHAINED or foreign:
+        kind = info.type.name
+        raise PreflightError(
+            f"--output {output} names an existing {kind} collection that radio-clean image did not make; "
+            "give a new name, or the output collection of an earlier radio-clean image run to resume it."
+        )
+
+
+def check_measurement_set_readable(path: str) -> None:
+    """Read the first and last cell of every column of the MS's main table: a cut-short file fails here.
+
+    Casacore keeps each column's data in storage-manager files
+    (``table.f2_TSM1``...); a file cut short (a copy that ran out of disk, an
+    interrupted transfer) is found when a cell in its missing part is read,
+    which would otherwise happen in the middle of a major cycle.
+
+    Raises
+    ------
+    PreflightError
+        Naming the MS and the column that cannot be read.
+    """
+    import casatools
+
+    from .casa import casa_log_forwarded
+
+    table = casatools.table()
+    column = None
+    # CASA logs the read error too; the one sentence below says it, with the MS's name.
+    casa_logger = logging.getLogger("radio_clean.casa")
+    level = casa_logger.level
+    casa_logger.setLevel(logging.CRITICAL)
+    try:
+        with casa_log_forwarded():
+            table.open(path, nomodify=True)
+            n_rows = table.nrows()
+            for column in table.colnames():
+                for row in {0, n_rows - 1} if n_rows else ():
+                    if table.iscelldefined(column, row):
+                        table.getcell(column, row)
+    except RuntimeError as err:
+        reason = str(err).strip().splitlines()[0].rstrip(".") if str(err).strip() else type(err).__name__
+        raise PreflightError(
+            f"MeasurementSet {path} cannot be read{f' (column {column})' if column else ''}: {reason}; "
+            "its table files are damaged or cut short, so image an intact copy."
+        ) from None
+    finally:
+        table.close()
+        casa_logger.setLevel(level)

@@ -5,13 +5,20 @@ from __future__ import annotations
 __all__ = [
     "DIMENSIONS_CONFIG",
     "NotARadioRepoError",
+    "RepoCreationError",
     "SEED_CONFIG",
     "UNIVERSE_NAMESPACE",
     "create_repo",
     "open_repo",
+    "repo_lock",
 ]
 
+import contextlib
+import fcntl
 import os
+import shutil
+import tempfile
+from collections.abc import Iterator
 from importlib.resources import files
 
 from lsst.daf.butler import Butler, Config
@@ -23,13 +30,25 @@ SEED_CONFIG = str(_CONFIG_DIR.joinpath("butler.yaml"))
 """Path of the seed configuration (storage classes, formatters, file templates)."""
 UNIVERSE_NAMESPACE = "radio_clean"
 
+_STAGING_PREFIX = "radio_clean-new-repo-"
+"""Directory inside a repository being created where its files are made before they are moved in."""
+
 
 class NotARadioRepoError(RuntimeError):
     """The path is not a Butler repository made for radio_clean."""
 
 
-def create_repo(root: str, *, registry_db: str | None = None) -> Butler:
+class RepoCreationError(RuntimeError):
+    """A repository cannot be created at the path given; the message says why."""
+
+
+def create_repo(root: str, *, registry_db: str | None = None, exist_ok: bool = False) -> Butler:
     """Create a Butler repository that understands radio data.
+
+    The repository's files are made in a staging directory inside ``root``
+    and moved into place with ``butler.yaml`` last, under a lock on ``root``,
+    so that processes creating the same repository at once make it once, and
+    a creation that was killed leaves no repository that looks complete.
 
     Parameters
     ----------
@@ -38,6 +57,9 @@ def create_repo(root: str, *, registry_db: str | None = None) -> Butler:
     registry_db : `str`, optional
         SQLAlchemy URL of the registry database, e.g.
         ``postgresql://user@host/dbname``; default is SQLite inside ``root``.
+    exist_ok : `bool`, optional
+        If `True`, a radio_clean repository already at ``root`` (made by
+        another process just now, perhaps) is opened instead.
 
     Returns
     -------
@@ -47,15 +69,79 @@ def create_repo(root: str, *, registry_db: str | None = None) -> Butler:
     Raises
     ------
     FileExistsError
-        If ``root`` already holds a Butler repository.
+        If ``root`` already holds a Butler repository (and not ``exist_ok``).
+    RepoCreationError
+        If ``root`` is a file, or the directory cannot be made or written.
     """
-    if os.path.exists(os.path.join(root, "butler.yaml")):
-        raise FileExistsError(f"{root} already holds a Butler repository; choose a new directory.")
     seed = Config(SEED_CONFIG)
     if registry_db is not None:
         seed["registry", "db"] = registry_db
-    Butler.makeRepo(root, config=seed, dimensionConfig=Config(DIMENSIONS_CONFIG))
-    return Butler.from_config(root, writeable=True)
+    if "://" in root:
+        Butler.makeRepo(root, config=seed, dimensionConfig=Config(DIMENSIONS_CONFIG))
+        return Butler.from_config(root, writeable=True)
+    if os.path.exists(root) and not os.path.isdir(root):
+        raise RepoCreationError(f"{root} is a file, not a directory; give a directory for the repository.")
+    try:
+        os.makedirs(root, exist_ok=True)
+        with _locked(root):
+            exists = os.path.exists(os.path.join(root, "butler.yaml"))
+            if not exists:
+                _make_repo_in_place(root, seed)
+    except OSError as err:
+        raise RepoCreationError(
+            f"Cannot create a repository in {root} ({err.strerror or err}); "
+            "give a directory you can write to."
+        ) from None
+    if exists and not exist_ok:
+        raise FileExistsError(f"{root} already holds a Butler repository; choose a new directory.")
+    return open_repo(root, writeable=True) if exists else Butler.from_config(root, writeable=True)
+
+
+@contextlib.contextmanager
+def repo_lock(root: str) -> Iterator[None]:
+    """Hold an exclusive lock on a repository directory while registering what two processes could race on.
+
+    Two runs that ingest the same MeasurementSet at once would both find it
+    new and both insert its dimension records; under this lock the second
+    finds it ingested. A repository given by URI is not locked.
+    """
+    if "://" in root:
+        yield
+        return
+    with _locked(root):
+        yield
+
+
+@contextlib.contextmanager
+def _locked(directory: str) -> Iterator[None]:
+    """Hold an exclusive lock on a directory (other processes creating a repository there wait)."""
+    descriptor = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)
+
+
+def _make_repo_in_place(root: str, seed: Config) -> None:
+    """Make the repository's files in a staging directory, then move them into ``root``, ``butler.yaml`` last.
+
+    Must be called with the lock on ``root`` held: staging directories found
+    then were left by creations that were killed.
+    """
+    for name in os.listdir(root):
+        if name.startswith(_STAGING_PREFIX):
+            shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+    staging = tempfile.mkdtemp(prefix=_STAGING_PREFIX, dir=root)
+    try:
+        # The seed config names the database and datastore relative to the config's own directory
+        # (no dot in the staging name: makeRepo would take what follows it for a file format).
+        Butler.makeRepo(staging, config=seed, dimensionConfig=Config(DIMENSIONS_CONFIG))
+        names = sorted(os.listdir(staging), key=lambda name: name == "butler.yaml")
+        for name in names:
+            os.replace(os.path.join(staging, name), os.path.join(root, name))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def open_repo(root: str, *, writeable: bool = False, **kwargs) -> Butler:

@@ -26,6 +26,8 @@ _PADDING = 1.2
 _FLOAT_BYTES = 4
 _COMPLEX_BYTES = 8
 _GB = 1e9
+_REGISTRY_MARGIN = 16 * 2**20
+"""Room in the repository for the registry database, configs, logs and metadata of a run."""
 
 
 class ResourceError(RuntimeError):
@@ -206,20 +208,35 @@ def check_resources(
             f"{available / _GB:.1f} GB are available; choose {hint}, "
             "or give --no-resource-check to try anyway."
         )
+    # What shares a file system adds up there.
     needs: dict[int, list] = {}
-    for where, amount in (
-        (tempfile.gettempdir(), estimate.scratch * (1 if cube else min(max(1, jobs), n_images))),
-        (repo, estimate.repository * n_images),
-        (export_dir, estimate.export * n_images),
+    for what, where, amount in (
+        (f"--repo {repo}", repo, estimate.repository * n_images + _REGISTRY_MARGIN),
+        (f"--export {export_dir}", export_dir, estimate.export * n_images),
+        (
+            f"CASA's scratch in {tempfile.gettempdir()}",
+            tempfile.gettempdir(),
+            estimate.scratch * (1 if cube else min(max(1, jobs), n_images)),
+        ),
     ):
-        device, free, existing = _free_bytes(where)
-        entry = needs.setdefault(device, [0, free, existing])
-        entry[0] += amount
-    for amount, free, existing in needs.values():
+        device, free, _ = _free_bytes(where)
+        entry = needs.setdefault(device, [[], 0, free])
+        entry[0].append(what)
+        entry[1] += amount
+    for whats, amount, free in needs.values():
         if amount > free:
             raise ResourceError(
-                f"The images ({estimate.shape}) need at least {amount / _GB:.1f} GB of disk for scratch "
-                f"and output images but {existing} has {free / _GB:.1f} GB free; choose a smaller {change}, "
-                "or give --no-resource-check to try anyway."
+                f"{' and '.join(whats)}: the file system has {_human(free)} free, less than the "
+                f"{_human(amount)} this run needs at least (images of {estimate.shape}); free some space "
+                f"there, choose another place or a smaller {change}, or give --no-resource-check to try "
+                "anyway."
             )
     return estimate
+
+
+def _human(n_bytes: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if n_bytes < 1024 or unit == "GiB":
+            return f"{n_bytes:.0f} {unit}" if unit == "bytes" else f"{n_bytes:.1f} {unit}"
+        n_bytes /= 1024
+    raise AssertionError("unreachable")
