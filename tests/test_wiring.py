@@ -655,7 +655,7 @@ def test_clean_loop_refuses_a_broken_contract_in_one_sentence(repo):
     with pytest.raises(LoopError) as caught:
         loop.run()
     assert str(caught.value) == (
-        f"Pipeline {os.path.join(PIPELINES, 'CubeImaging.yaml')} (subset start) cannot be used with these "
+        f"Pipeline {os.path.join(PIPELINES, 'CubeImaging.yaml')} cannot be used with these "
         "settings: Contract(s) 'cubeMakePsf.parameters == cubeMajorCycle.parameters' were not satisfied: "
         "cubeMakePsf and cubeMajorCycle must have the same tclean parameters; set them for every task "
         "(pipeline parameters, -c parameters:NAME=VALUE), not for one."

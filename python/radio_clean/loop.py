@@ -524,13 +524,7 @@ class CleanLoop:
             butler.collections.register(self.output, CollectionType.CHAINED)
             butler.collections.redefine_chain(self.output, butler.collections.query(self.inputs))
             return
-        missing = [name for name in butler.collections.query(self.inputs) if name not in chain]
-        if missing:
-            raise LoopError(
-                f"Output collection {self.output} exists with other inputs (it lacks {', '.join(missing)}); "
-                "give a new output collection, or the same inputs to resume it."
-            )
-        # Resuming: the run must go on with the settings it was started with.
+        # Resuming: the run must go on with the settings (and inputs) it was started with.
         start_run = step_run(self.output, "start")
         graph = self._pipeline_graph(_Step("start", start_run, 0, 1))
         graph.resolve(butler.registry)
@@ -542,6 +536,12 @@ class CleanLoop:
                     f"Output collection {self.output} was started with other settings of {task_node.label} "
                     "than these; give a new output collection, or the same settings to resume it."
                 )
+        missing = [name for name in butler.collections.query(self.inputs) if name not in chain]
+        if missing:
+            raise LoopError(
+                f"Output collection {self.output} exists with other inputs (it lacks {', '.join(missing)}); "
+                "give a new output collection, or the same inputs to resume it."
+            )
 
     def _pipeline_graph(self, step: _Step):
         try:
