@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-__all__ = ["main"]
+__all__ = ["main", "run"]
 
 import argparse
+import atexit
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from .casa import CasaError
 from .imaging import ImagingError
@@ -281,5 +284,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def run() -> NoReturn:
+    """The ``radio-clean`` program: `main`, then exit without tearing the interpreter down.
+
+    Exit handlers run (scratch is removed, logs are flushed) as on any exit;
+    what is skipped is the interpreter's teardown of every module and of
+    CASA's C++ objects, about a second after the last line of a run that
+    changes nothing the user can see.
+    """
+    status = main()
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()
