@@ -18,6 +18,7 @@ import glob
 import hashlib
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -26,7 +27,9 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+from astropy.io import fits
 from lsst.daf.butler import Butler, CollectionType
 
 from radio_clean.cli import main
@@ -597,3 +600,47 @@ def test_two_runs_at_once_on_one_new_repo(tmp_path, ms):
             data_id = dict(instrument="VLA", field="3C273", band="8085MHz-1ch")
             image = butler.get("image", data_id, collections=output)
             assert (image.pixels.squeeze() == pixels[0].squeeze()).all()
+
+
+# --- radio-clean export and --version ------------------------------------------------------------------
+
+
+def test_export_of_a_finished_run_equals_the_run_s_own(finished_repo, tmp_path, capsys):
+    status, _ = _cli(["export", finished_repo, tmp_path / "again", "--collection", "images/done"], capsys)
+    assert status == 0
+    first = finished_repo.parent / "out"
+    names = sorted(os.listdir(first))
+    assert sorted(os.listdir(tmp_path / "again")) == [name for name in names if name != "pipeline.yaml"]
+    for name in names:
+        if name.endswith(".fits"):
+            np.testing.assert_array_equal(
+                fits.getdata(tmp_path / "again" / name), fits.getdata(first / name), err_msg=name
+            )
+    summary = json.loads((tmp_path / "again" / "summary.json").read_text())
+    assert summary == json.loads((first / "summary.json").read_text())
+
+
+@pytest.mark.parametrize(
+    "collection, sentence",
+    [
+        ("images/none", "There is no collection images/none in this repository."),
+        (
+            "raw/visibilities",
+            "Collection raw/visibilities holds no restored images (no restore task ran in it); give the "
+            "output collection of a finished run (radio-clean image, radio-clean clean, pipetask or bps).",
+        ),
+    ],
+)
+def test_export_of_what_is_not_a_finished_run(finished_repo, tmp_path, capsys, collection, sentence):
+    status, err = _cli(["export", finished_repo, tmp_path / "x", "--collection", collection], capsys)
+    _assert_one_sentence(status, err, 1, sentence)
+    assert not (tmp_path / "x").exists()
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as stopped:
+        main(["--version"])
+    assert stopped.value.code == 0
+    assert re.fullmatch(
+        r"radio-clean \d+\.\d+\.\d+ \(casatools [\d.]+, lsst-pipe-base [\w.]+\)\n", capsys.readouterr().out
+    )

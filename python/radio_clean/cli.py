@@ -14,11 +14,12 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from .casa import CasaError
+from .export import ExportError
 from .imaging import ImagingError
 from .ingest import INGEST_RUN, TRANSFER_MODES, IngestError, ingest_measurement_sets
 from .loop import LoopError, LoopInterrupted
 from .parameters import ParameterError
-from .preflight import PreflightError, check_count
+from .preflight import PreflightError, check_count, check_writable_directory
 from .repo import NotARadioRepoError, RepoCreationError, create_repo, open_repo, repo_lock
 
 # Errors whose message is already the one sentence a user should read.
@@ -32,6 +33,7 @@ _USER_ERRORS = (
     PreflightError,
     ImagingError,
     LoopError,
+    ExportError,
 )
 
 
@@ -114,6 +116,27 @@ def _clean(args: argparse.Namespace) -> None:
     print(f"Everything is in collection {args.output} of {args.repo}.")
 
 
+def _export(args: argparse.Namespace) -> None:
+    from .export import export_run
+
+    check_writable_directory(args.directory, option="DIRECTORY", purpose="the exported files")
+    open_repo(args.repo).close()  # one sentence if it is not a radio_clean repository
+    for summary in export_run(args.repo, args.collection, None, args.directory):
+        print(
+            f"{summary['field']} in {summary['band']}: {summary['stop_reason']} after {summary['iterdone']} "
+            f"iterations and {summary['nmajordone']} major cycles; files in {summary['directory']}."
+        )
+
+
+def _version_text() -> str:
+    from importlib.metadata import version
+
+    from .version import __version__
+
+    engine = f"casatools {version('casatools')}, lsst-pipe-base {version('lsst-pipe-base')}"
+    return f"radio-clean {__version__} ({engine})"
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="radio-clean",
@@ -122,6 +145,7 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--log-level", default="WARNING", help="Python log level (DEBUG, INFO, WARNING); default WARNING."
     )
+    parser.add_argument("--version", action="version", version=_version_text())
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     create = commands.add_parser("create-repo", help="Create a Butler repository for radio data.")
@@ -201,6 +225,19 @@ def _build_parser() -> argparse.ArgumentParser:
         help="Run even if the images look too big for this machine's memory or disk.",
     )
     image.set_defaults(func=_image, wants_argv=True)
+
+    export = commands.add_parser(
+        "export",
+        help="Write the FITS, PNG and summary.json files of a finished run, with CASA's names.",
+    )
+    export.add_argument("repo", help="Repository.")
+    export.add_argument(
+        "directory", help="Where the files go (one sub-directory per field and band if several)."
+    )
+    export.add_argument(
+        "--collection", required=True, help="Output collection of the run (e.g. images/20261202T101500)."
+    )
+    export.set_defaults(func=_export)
 
     clean = commands.add_parser(
         "clean",

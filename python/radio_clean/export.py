@@ -9,7 +9,15 @@ and dataset id, so that a file copied out alone says how it was made.
 
 from __future__ import annotations
 
-__all__ = ["export_cube_products", "export_products", "exported_names", "last_minor_cycle"]
+__all__ = [
+    "ExportError",
+    "export_cube_products",
+    "export_products",
+    "export_run",
+    "exported_names",
+    "last_minor_cycle",
+    "run_parameters",
+]
 
 import json
 import os
@@ -24,8 +32,87 @@ from lsst.daf.butler import Butler, DatasetRef, DimensionRecord
 from .fits_cards import date_card, history_cards, observation_cards
 from .image import RadioImage, read_fits_provenance, write_fits_from_channel_pieces
 from .parameters import CleanParametersConfig
+from .pipeline import LAYOUTS, label_of
 from .quicklook import image_figure
+from .repo import open_repo
 from .tasks.base import CHUNK_DATASET_PREFIX
+
+
+class ExportError(RuntimeError):
+    """A collection cannot be exported; the message says why and what to do."""
+
+
+def run_parameters(butler: Butler, collection: str) -> CleanParametersConfig:
+    """Return the tclean parameters a finished CLEAN run in ``collection`` was made with.
+
+    They are those of its restore task's config, as the run stored it.
+
+    Raises
+    ------
+    ExportError
+        If the collection does not exist or holds no restored images.
+    """
+    from lsst.daf.butler import MissingCollectionError, MissingDatasetTypeError
+
+    try:
+        butler.collections.get_info(collection)
+    except MissingCollectionError:
+        raise ExportError(f"There is no collection {collection} in this repository.") from None
+    for config_type in dict.fromkeys(f"{label_of('restore', layout)}_config" for layout in LAYOUTS):
+        try:
+            refs = butler.query_datasets(config_type, collections=collection, explain=False)
+        except MissingDatasetTypeError:  # no run of that layout in this repository
+            continue
+        if refs:
+            return butler.get(refs[0]).parameters
+    raise ExportError(
+        f"Collection {collection} holds no restored images (no restore task ran in it); give the output "
+        "collection of a finished run (radio-clean image, radio-clean clean, pipetask or bps)."
+    )
+
+
+def export_run(
+    repo: str, collection: str, parameters: CleanParametersConfig | None, export_dir: str
+) -> list[dict[str, Any]]:
+    """Export every field and band restored in ``collection``, one directory each if there are several.
+
+    Parameters
+    ----------
+    repo : `str`
+        Repository.
+    collection : `str`
+        Output collection of a finished run.
+    parameters : `CleanParametersConfig` or `None`
+        The run's tclean parameters; `None` reads them from the run.
+    export_dir : `str`
+        Where the files go (``FIELD_BAND`` sub-directories if more than one).
+
+    Returns
+    -------
+    summaries : `list` [`dict`]
+        ``summary.json`` of each field and band, with its ``directory``.
+    """
+    with open_repo(repo, collections=collection) as butler:
+        if parameters is None:
+            parameters = run_parameters(butler, collection)
+        cube = parameters.specmode in ("cube", "cubedata")
+        summary_type = CHUNK_DATASET_PREFIX + "clean_summary" if cube else "clean_summary"
+        export = export_cube_products if cube else export_products
+        refs = butler.query_datasets(summary_type, collections=collection, explain=False)
+        data_ids = [
+            dict(instrument=r.dataId["instrument"], field=r.dataId["field"], band=r.dataId["band"])
+            for r in refs
+        ]
+        data_ids = list({tuple(data_id.items()): data_id for data_id in data_ids}.values())
+        summaries = []
+        for data_id in data_ids:
+            directory = (
+                export_dir
+                if len(data_ids) == 1
+                else os.path.join(export_dir, f"{data_id['field']}_{data_id['band']}")
+            )
+            summaries.append({**export(butler, data_id, parameters, directory), "directory": directory})
+    return summaries
 
 
 def last_minor_cycle(summary: dict[str, Any]) -> int:

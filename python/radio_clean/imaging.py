@@ -27,7 +27,7 @@ from lsst.daf.butler import CollectionType
 
 from ._errors import os_error_in
 from .chunks import ChunkError, chunk_ranges, define_channel_chunks, output_channel_count
-from .export import export_cube_products, export_products
+from .export import export_run
 from .ingest import INGEST_RUN, ingest_measurement_sets
 from .loop import CleanLoop, LoopError, LoopInterrupted
 from .parameters import CleanParametersConfig, ParameterError, parse_parameter
@@ -35,7 +35,6 @@ from .pipeline import LAYOUTS, TASK_KINDS, label_of, pipeline_for, to_yaml
 from .preflight import check_before_work, check_visibilities_readable
 from .repo import create_repo, open_repo, repo_lock
 from .selection import parse_field_selection, selection_query
-from .tasks.base import CHUNK_DATASET_PREFIX
 
 _log = logging.getLogger(__name__)
 
@@ -236,7 +235,7 @@ def image_measurement_sets(
         )
         loop.run()
         stage = "export"
-        summaries = _export(repo, output, parameters, export_dir)
+        summaries = export_run(repo, output, parameters, export_dir)
     except BaseException as err:
         # Said in one sentence: a stop, and failures to write or of the loop once imaging began.
         expected = isinstance(err, (KeyboardInterrupt, LoopError, *_DATABASE_ERRORS)) or os_error_in(err)
@@ -479,30 +478,6 @@ def _define_chunks(
     if not selections:
         raise ImagingError("The MeasurementSets have no band with the fields asked for.")
     return " OR ".join(selections)
-
-
-def _export(
-    repo: str, collection: str, parameters: CleanParametersConfig, export_dir: str
-) -> list[dict[str, Any]]:
-    cube = _is_cube(parameters)
-    summary_type = CHUNK_DATASET_PREFIX + "clean_summary" if cube else "clean_summary"
-    export = export_cube_products if cube else export_products
-    with open_repo(repo, collections=collection) as butler:
-        refs = butler.query_datasets(summary_type, collections=collection, explain=False)
-        data_ids = [
-            dict(instrument=r.dataId["instrument"], field=r.dataId["field"], band=r.dataId["band"])
-            for r in refs
-        ]
-        data_ids = list({tuple(data_id.items()): data_id for data_id in data_ids}.values())
-        summaries = []
-        for data_id in data_ids:
-            directory = (
-                export_dir
-                if len(data_ids) == 1
-                else os.path.join(export_dir, f"{data_id['field']}_{data_id['band']}")
-            )
-            summaries.append({**export(butler, data_id, parameters, directory), "directory": directory})
-    return summaries
 
 
 def describe(run: ImagingRun) -> str:
