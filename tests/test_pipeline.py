@@ -4,6 +4,8 @@ import json
 import os
 import re
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -23,6 +25,22 @@ def test_shipped_pipelines_are_regenerated():
             assert stream.read() == text, (
                 f"pipelines/{name} is stale: run python -m radio_clean.pipeline pipelines"
             )
+
+
+@pytest.mark.parametrize("show", ["config=makePsf", "pipeline-graph"])
+def test_pipetask_build_shows_a_pipeline_without_a_repository(show):
+    # As doc/pipeline.rst tells: radio_clean's universe on DAF_BUTLER_CONFIG_PATH.
+    from radio_clean.repo import DIMENSIONS_CONFIG
+
+    environment = {**os.environ, "DAF_BUTLER_CONFIG_PATH": os.path.dirname(DIMENSIONS_CONFIG)}
+    pipeline = os.path.join(os.path.dirname(__file__), os.pardir, "pipelines", "ContinuumImaging.yaml")
+    pipetask = os.path.join(os.path.dirname(sys.executable), "pipetask")
+    result = subprocess.run(
+        [pipetask, "build", "-p", pipeline, "--show", show], env=environment, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert "makePsf" in result.stdout
+    assert "Traceback" not in result.stderr
 
 
 def test_pipeline_has_one_label_per_task_and_the_loop_in_subsets():
