@@ -297,6 +297,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    # Without EUPS (a pip install) the middleware warns about it in every run; nothing is wrong.
+    logging.getLogger("lsst.utils.packages").setLevel(max(logging.ERROR, logging.getLogger().level))
     # How each chain ends is worth a line even when only warnings are asked for.
     loop_log = logging.getLogger("radio_clean.loop")
     loop_log.setLevel(min(logging.INFO, loop_log.getEffectiveLevel()))

@@ -434,6 +434,7 @@ class CleanLoop:
         self._previous_graph: PredictedQuantumGraph | None = None
         self._registered_dataset_types: set[str] = set()
         self._memo = DatasetMemo()
+        self._started = time.perf_counter()
 
     def run(self) -> list[ChainOutcome]:
         """Run every step; return how each chain ended.
@@ -448,6 +449,7 @@ class CleanLoop:
         # The whole pipeline too: a subset loaded alone drops the contracts naming labels outside it.
         for subset in ("", *STEPS):
             self._pipeline_graph(_Step(subset, "", 1, 2))
+        self._started = time.perf_counter()
         pool = _WorkerPool(self.jobs, self._butler_config) if self.jobs > 1 else None
         memo = self._memo
         if pool:
@@ -488,6 +490,14 @@ class CleanLoop:
                         "%s: %s (stop code %d) after %d iterations and %d major cycles.",
                         _describe(chain), summary["stop_reason"], summary["stopcode"],
                         summary["iterdone"], summary["nmajordone"],
+                    )  # fmt: skip
+                elif summary["peak_residual_before_cycle"]:
+                    # One line per major cycle and chain: what an imaging log says.
+                    _log.info(
+                        "%s: minor cycle %d from peak residual %.4g to cycle threshold %.4g; %d iterations "
+                        "so far; %.1f s.",
+                        _describe(chain), cycle, summary["peak_residual_before_cycle"][-1],
+                        summary["cyclethreshold"], summary["iterdone"], time.perf_counter() - self._started,
                     )  # fmt: skip
             if not going_on:
                 break
