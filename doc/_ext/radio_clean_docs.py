@@ -193,6 +193,8 @@ def check_text(check: ast.expr | None, subject: str, module: ast.Module, constan
         ):
             return f"``{ast.unparse(_Rename(argument, subject, constants).visit(body))}``"
         return ""
+    if isinstance(check, ast.Call) and getattr(check.func, "id", "") == "_Range":
+        return range_check_text(check, subject, constants)
     if isinstance(check, ast.Name):
         for statement in module.body:
             if (
@@ -203,6 +205,31 @@ def check_text(check: ast.expr | None, subject: str, module: ast.Module, constan
             ):
                 return quantity_check_text(statement.value)
     return ""
+
+
+def range_check_text(call: ast.Call, subject: str, constants: dict[str, object]) -> str:
+    """Describe ``_Range(low, high, low_open=..., high_open=...)`` as a comparison (``0 < gain <= 1``)."""
+
+    def value(node: ast.expr) -> object:
+        if isinstance(node, ast.Name) and node.id in constants:
+            return constants[node.id]
+        return ast.literal_eval(node)
+
+    arguments = [value(node) for node in call.args] + [None, None]
+    low, high = arguments[0], arguments[1]
+    keywords = {keyword.arg: value(keyword.value) for keyword in call.keywords}
+    low = keywords.get("low", low)
+    high = keywords.get("high", high)
+    text = subject
+    if low is not None:
+        text = f"{low} {'<' if keywords.get('low_open') else '<='} {text}"
+    if high is not None:
+        text = f"{text} {'<' if keywords.get('high_open') else '<='} {high}"
+    if low is None and high is None:
+        return "a finite number"
+    if high is None:  # one bound reads better with the subject first: niter >= 0
+        text = f"{subject} {'>' if keywords.get('low_open') else '>='} {low}"
+    return f"``{text}``"
 
 
 def quantity_check_text(call: ast.Call) -> str:
