@@ -449,7 +449,6 @@ class CleanLoop:
         # The whole pipeline too: a subset loaded alone drops the contracts naming labels outside it.
         for subset in ("", *STEPS):
             self._pipeline_graph(_Step(subset, "", 1, 2))
-        self._started = time.perf_counter()
         pool = _WorkerPool(self.jobs, self._butler_config) if self.jobs > 1 else None
         memo = self._memo
         if pool:
@@ -492,7 +491,7 @@ class CleanLoop:
                         summary["iterdone"], summary["nmajordone"],
                     )  # fmt: skip
                 elif summary["peak_residual_before_cycle"]:
-                    # One line per major cycle and chain: what an imaging log says.
+                    # One line per cycle and chain: what an imaging log says.
                     _log.info(
                         "%s: minor cycle %d from peak residual %.4g to cycle threshold %.4g; %d iterations "
                         "so far; %.1f s.",
