@@ -12,7 +12,6 @@ from __future__ import annotations
 __all__ = [
     "ChunkError",
     "chunk_ranges",
-    "chunks_of_band",
     "define_channel_chunks",
     "output_channel_count",
     "read_channels",
@@ -123,20 +122,6 @@ def define_channel_chunks(
             next_id += 1
         ids.append(existing[chan_start, chan_stop])
     return ids
-
-
-def chunks_of_band(
-    butler: Butler, *, instrument: str, band: str, ids: Sequence[int]
-) -> list[tuple[int, int, int]]:
-    """Return (id, chan_start, chan_stop) of the given chunks of a band, by channel."""
-    records = {
-        record.id: record
-        for record in butler.registry.queryDimensionRecords("channel_chunk", instrument=instrument, band=band)
-    }
-    missing = [chunk for chunk in ids if chunk not in records]
-    if missing:
-        raise ChunkError(f"Band {band} has no channel chunk(s) {missing}.")
-    return sorted(((i, records[i].chan_start, records[i].chan_stop) for i in ids), key=lambda c: c[1])
 
 
 def read_channels(
