@@ -117,15 +117,12 @@ def _clean(args: argparse.Namespace) -> None:
 
 
 def _export(args: argparse.Namespace) -> None:
-    from .export import export_run
+    from .export import export_run, summary_line
 
     check_writable_directory(args.directory, option="DIRECTORY", purpose="the exported files")
     open_repo(args.repo).close()  # one sentence if it is not a radio_clean repository
     for summary in export_run(args.repo, args.collection, None, args.directory):
-        print(
-            f"{summary['field']} in {summary['band']}: {summary['stop_reason']} after {summary['iterdone']} "
-            f"iterations and {summary['nmajordone']} major cycles; files in {summary['directory']}."
-        )
+        print(summary_line(summary))
 
 
 def _version_text() -> str:

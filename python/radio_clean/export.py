@@ -17,6 +17,7 @@ __all__ = [
     "exported_names",
     "last_minor_cycle",
     "run_parameters",
+    "summary_line",
 ]
 
 import json
@@ -68,6 +69,14 @@ def run_parameters(butler: Butler, collection: str) -> CleanParametersConfig:
     raise ExportError(
         f"Collection {collection} holds no restored images (no restore task ran in it); give the output "
         "collection of a finished run (radio-clean image, radio-clean clean, pipetask or bps)."
+    )
+
+
+def summary_line(summary: Mapping[str, Any]) -> str:
+    """How one exported field and band ended, and where its files are (a ``summary.json`` of `export_run`)."""
+    return (
+        f"{summary['field']} in {summary['band']}: {summary['stop_reason']} after {summary['iterdone']} "
+        f"iterations and {summary['nmajordone']} major cycles; FITS and PNG files in {summary['directory']}."
     )
 
 

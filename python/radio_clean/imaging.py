@@ -27,7 +27,7 @@ from lsst.daf.butler import CollectionType
 
 from ._errors import os_error_in
 from .chunks import ChunkError, chunk_ranges, define_channel_chunks, output_channel_count
-from .export import export_run
+from .export import export_run, summary_line
 from .ingest import INGEST_RUN, ingest_measurement_sets
 from .loop import CleanLoop, LoopError, LoopInterrupted
 from .parameters import CleanParametersConfig, ParameterError, parse_parameter
@@ -482,13 +482,7 @@ def _define_chunks(
 
 def describe(run: ImagingRun) -> str:
     """Tell the user where everything is."""
-    lines = []
-    for summary in run.summaries:
-        lines.append(
-            f"{summary['field']} in {summary['band']}: {summary['stop_reason']} after {summary['iterdone']} "
-            f"iterations and {summary['nmajordone']} major cycles; FITS and PNG files in "
-            f"{summary['directory']}."
-        )
+    lines = [summary_line(summary) for summary in run.summaries]
     lines.append(
         f"All images are also in the repository, collection {run.collection}; pipeline: {run.pipeline_path}."
     )

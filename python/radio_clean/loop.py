@@ -348,13 +348,7 @@ def _worker_main(tasks, results, butler_config: ButlerConfig, loop_pid: int) -> 
     threading.Thread(target=_exit_with_loop, args=(loop_pid, os.getppid()), daemon=True).start()
     memo = DatasetMemo()
     while True:
-        try:
-            task = tasks.get(timeout=1.0)
-        except queue.Empty:
-            if not process_alive(loop_pid):
-                # The loop's process is gone (killed): nobody will read what this one makes.
-                return
-            continue
+        task = tasks.get()
         if task is None:
             return
         graph_path, quantum_ids = task

@@ -20,16 +20,17 @@ __all__ = [
     "check_writable_directory",
 ]
 
+import contextlib
 import logging
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from lsst.daf.butler import Butler
 
 from .casa import CasaError, field_names_and_channels, selected_ids, unflagged_rows
 from .parameters import CleanParametersConfig
-from .resources import ResourceError, check_resources
+from .resources import ResourceError, check_resources, nearest_existing
 
 # tclean's selection parameter -> the casatools msselect key.
 _SELECTION_KEYS = {
@@ -123,15 +124,23 @@ def _selects_a_field(path: str, field: str, names: Sequence[str]) -> bool:
     if field in names:
         return True
     # CASA logs a warning for an entry that selects nothing: this is the question being asked.
+    with _casa_log_below(logging.ERROR):
+        try:
+            return bool(selected_ids(path, field=field)["field"])
+        except CasaError:
+            return False
+
+
+@contextlib.contextmanager
+def _casa_log_below(level: int) -> Iterator[None]:
+    """Drop CASA's forwarded log records below ``level``: what it says of a failure a check expects."""
     casa_logger = logging.getLogger("radio_clean.casa")
-    level = casa_logger.level
-    casa_logger.setLevel(logging.ERROR)
+    saved = casa_logger.level
+    casa_logger.setLevel(level)
     try:
-        return bool(selected_ids(path, field=field)["field"])
-    except CasaError:
-        return False
+        yield
     finally:
-        casa_logger.setLevel(level)
+        casa_logger.setLevel(saved)
 
 
 def check_visibilities_readable(
@@ -244,13 +253,6 @@ def check_count(option: str, value: int | None) -> None:
         raise PreflightError(f"{option} must be a whole number of 1 or more, not {value}.")
 
 
-def _nearest_existing(path: str) -> str:
-    path = os.path.abspath(path)
-    while not os.path.exists(path):
-        path = os.path.dirname(path)
-    return path
-
-
 def _probe_write(directory: str) -> OSError | None:
     """Whether a file can be made in ``directory`` (as this user, on this file system); the error if not."""
     try:
@@ -279,7 +281,7 @@ def check_writable_directory(path: str, *, option: str, purpose: str) -> None:
         If ``path`` or one of its parents is a file, or the directory (or
         the nearest one that exists) cannot be written.
     """
-    existing = _nearest_existing(path)
+    existing = nearest_existing(path)
     if not os.path.isdir(existing):
         what = path if existing == os.path.abspath(path) else f"{path} (its parent {existing} is a file)"
         raise PreflightError(f"{option} {what} is a file, not a directory; give a directory for {purpose}.")
@@ -352,11 +354,8 @@ def check_measurement_set_readable(path: str) -> None:
     table = casatools.table()
     column = None
     # CASA logs the read error too; the one sentence below says it, with the MS's name.
-    casa_logger = logging.getLogger("radio_clean.casa")
-    level = casa_logger.level
-    casa_logger.setLevel(logging.CRITICAL)
     try:
-        with casa_log_forwarded():
+        with _casa_log_below(logging.CRITICAL), casa_log_forwarded():
             table.open(path, nomodify=True)
             n_rows = table.nrows()
             for column in table.colnames():
@@ -371,4 +370,3 @@ def check_measurement_set_readable(path: str) -> None:
         ) from None
     finally:
         table.close()
-        casa_logger.setLevel(level)

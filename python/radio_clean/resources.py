@@ -126,13 +126,19 @@ def _fields_and_channels(ms_paths: Sequence[str]) -> tuple[int, int]:
     return max(1, len(names)), most
 
 
-def _free_bytes(path: str) -> tuple[int, int, str]:
-    """Device, free bytes and the existing directory that holds ``path``."""
+def nearest_existing(path: str) -> str:
+    """``path`` if it exists, else its nearest parent that does (where it would be made)."""
     path = os.path.abspath(path)
     while not os.path.exists(path):
         path = os.path.dirname(path)
-    stat = os.statvfs(path)
-    return os.stat(path).st_dev, stat.f_bavail * stat.f_frsize, path
+    return path
+
+
+def _free_bytes(path: str) -> tuple[int, int]:
+    """Device and free bytes of the file system that holds (or would hold) ``path``."""
+    existing = nearest_existing(path)
+    stat = os.statvfs(existing)
+    return os.stat(existing).st_dev, stat.f_bavail * stat.f_frsize
 
 
 def _available_memory() -> int | None:
@@ -219,7 +225,7 @@ def check_resources(
             estimate.scratch * (1 if cube else min(max(1, jobs), n_images)),
         ),
     ):
-        device, free, _ = _free_bytes(where)
+        device, free = _free_bytes(where)
         entry = needs.setdefault(device, [[], 0, free])
         entry[0].append(what)
         entry[1] += amount
