@@ -348,7 +348,15 @@ def _worker_main(tasks, results, butler_config: ButlerConfig, loop_pid: int) -> 
     threading.Thread(target=_exit_with_loop, args=(loop_pid, os.getppid()), daemon=True).start()
     memo = DatasetMemo()
     while True:
-        task = tasks.get()
+        try:
+            task = tasks.get(timeout=1.0)
+        except queue.Empty:
+            if not process_alive(loop_pid):
+                # The loop's process is gone (killed): nobody will read what this one makes. Idle, the
+                # worker returns, so that its exit handlers remove its scratch; the watchdog thread's
+                # hard exit is for a worker killed in the middle of a quantum.
+                return
+            continue
         if task is None:
             return
         graph_path, quantum_ids = task
