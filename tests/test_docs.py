@@ -20,9 +20,13 @@ TASKS = (MakePsfTask, MajorCycleTask, AutoMaskTask, DeconvolveTask, RestoreTask,
 
 
 def sphinx_build(source: Path, output: Path) -> subprocess.CompletedProcess:
-    """Build HTML as ``make docs`` does (``-W --keep-going``), doctrees outside the checkout."""
+    """Build HTML as ``make docs`` does (``-W --keep-going``), doctrees outside the checkout.
+
+    ``--no-color``: Sphinx colours its warnings when the environment asks for colour (``FORCE_COLOR``),
+    whether or not stderr is a terminal.
+    """
     return subprocess.run(
-        [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html"]
+        [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "--no-color", "-b", "html"]
         + ["-d", str(output / "doctrees"), str(source), str(output / "html")],
         capture_output=True,
         text=True,
