@@ -6,13 +6,15 @@ are met. Usage::
     .venv/bin/python bench/imaging_bench.py [--jobs-list 3c273-automask,ngc5921-cube ...]
         [--repeat 3] [--workdir /tmp/radio_clean-bench] [--sides tclean,ours,wsclean]
         [--chunk-channels K] [--ours-args "--log-level INFO"] [--timeout 3600] [--json FILE]
-        [--keep] [--list]
+        [--tclean-env NAME=VALUE] [--keep] [--list]
 
 For every job the same MeasurementSet is imaged with the same tclean
 parameters by
 
 - ``tclean``: a fresh ``python -c`` process that imports casatasks and runs
-  ``tclean(..., fullsummary=False)``;
+  ``tclean(..., fullsummary=False)``, in the environment its users have
+  (CASA's offline site configuration added, none of radio_clean's process
+  settings such as ``OMP_WAIT_POLICY``; ``--tclean-env`` adds some);
 - ``radio-clean image MS --repo R --export D --set name=value ... --jobs N``:
   the command line, a fresh process with a new repository every run;
 - ``wsclean`` with comparable (not identical) parameters, for continuum jobs,
@@ -60,6 +62,8 @@ from typing import Any
 DEFAULT_WORKDIR = "/tmp/radio_clean-bench"
 SIDES = ("tclean", "ours", "wsclean")
 _PR_SET_CHILD_SUBREAPER = 36
+# What radio_clean's set-up changes in this process's environment, as it was before (see main).
+_ENVIRONMENT_BEFORE_RADIO_CLEAN: dict[str, str | None] = {}
 
 # ---------------------------------------------------------------------------------------------------------
 # The jobs
@@ -357,7 +361,9 @@ def _reap_orphans(grace: float) -> tuple[float, int, int]:
     return cpu, maxrss, count
 
 
-def _run_measured(argv: list[str], run_dir: str, timeout: float) -> dict[str, Any]:
+def _run_measured(
+    argv: list[str], run_dir: str, timeout: float, env: dict[str, str] | None = None
+) -> dict[str, Any]:
     """Run ``argv`` in ``run_dir``; return wall, CPU and peak RSS of its process tree and its exit code."""
     waited: list = []
     with (
@@ -366,7 +372,13 @@ def _run_measured(argv: list[str], run_dir: str, timeout: float) -> dict[str, An
     ):
         start = time.perf_counter()
         process = subprocess.Popen(
-            argv, cwd=run_dir, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, start_new_session=True
+            argv,
+            cwd=run_dir,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=stdout,
+            stderr=stderr,
+            start_new_session=True,
         )
         waiter = threading.Thread(target=lambda: waited.append(os.wait4(process.pid, 0)))
         waiter.start()
@@ -406,7 +418,6 @@ def _tail(path: str, lines: int = 15) -> str:
 
 _TCLEAN = """
 import json, sys
-import radio_clean  # CASA's offline configuration, before casatasks is imported
 from casatasks import tclean
 vis, imagename, parameters, result = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), sys.argv[4]
 summary = tclean(vis=vis, imagename=imagename, fullsummary=False, **parameters)
@@ -418,6 +429,24 @@ keys = ("iterdone", "nmajordone", "stopcode", "stopDescription")
 with open(result, "w") as stream:
     json.dump({key: summary[key] for key in keys if key in summary}, stream, default=plain)
 """
+
+
+def _tclean_environment(settings: list[str]) -> dict[str, str]:
+    """The environment of a tclean user: CASA's offline site configuration and nothing else of ours.
+
+    radio_clean's own process settings (the OpenMP wait policy) are taken out again unless the user
+    had them, so that tclean runs as it runs for its users; ``--tclean-env NAME=VALUE`` adds settings.
+    """
+    env = dict(os.environ)
+    for name, value in _ENVIRONMENT_BEFORE_RADIO_CLEAN.items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
+    for setting in settings:
+        name, _, value = setting.partition("=")
+        env[name] = value
+    return env
 
 
 def _setting(value: Any) -> str:
@@ -492,7 +521,9 @@ def _run_side(side: str, job: Job, ms: str, run_dir: str, args: argparse.Namespa
     shutil.rmtree(run_dir, ignore_errors=True)
     out = os.path.join(run_dir, "out")
     os.makedirs(out)
+    env = None
     if side == "tclean":
+        env = _tclean_environment(args.tclean_env)
         result_path = os.path.join(run_dir, "tclean.json")
         argv = [
             sys.executable,
@@ -524,7 +555,7 @@ def _run_side(side: str, job: Job, ms: str, run_dir: str, args: argparse.Namespa
         argv = _wsclean_arguments(job, ms, out)
     with open(os.path.join(run_dir, "command.txt"), "w") as stream:
         stream.write(shlex.join(argv) + "\n")
-    figures = _run_measured(argv, run_dir, args.timeout)
+    figures = _run_measured(argv, run_dir, args.timeout, env)
     figures["ok"] = figures["returncode"] == 0 and not figures["timed_out"]
     summary: dict[str, Any] = {}
     if figures["ok"] and side == "tclean":
@@ -709,6 +740,13 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--ours-args", default="", help='Extra arguments for radio-clean image, e.g. "--log-level INFO".'
     )
+    parser.add_argument(
+        "--tclean-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="An environment variable for the tclean side only, e.g. OMP_WAIT_POLICY=passive (repeatable).",
+    )
     parser.add_argument("--timeout", type=float, default=3600.0, help="Seconds before a run is killed.")
     parser.add_argument("--json", help="Write all figures to this JSON file.")
     parser.add_argument("--keep", action="store_true", help="Keep the images and repositories of every run.")
@@ -739,7 +777,10 @@ def main(argv: list[str] | None = None) -> int:
             )
         return 0
     # Configures CASA for offline use before anything imports casatools.
-    import radio_clean  # noqa: F401
+    _ENVIRONMENT_BEFORE_RADIO_CLEAN.update({name: os.environ.get(name) for name in ("OMP_WAIT_POLICY",)})
+    from radio_clean._environment import configure_casa_environment
+
+    configure_casa_environment()
 
     os.makedirs(args.workdir, exist_ok=True)
     subreaper = _become_subreaper()
