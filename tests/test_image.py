@@ -8,7 +8,7 @@ import shutil
 import uuid
 
 # radio_clean sets up casatools for offline use; it must be imported before casatools.
-import radio_clean.image
+import radio_clean.image_fits
 
 # isort: split
 import casatools
@@ -310,7 +310,7 @@ def test_channel_range_read_reads_only_those_planes(tmp_path, monkeypatch):
     cube.to_fits(path)
     reads = []
     monkeypatch.setattr(
-        radio_clean.image,
+        radio_clean.image_fits,
         "open",
         lambda *args, **kwargs: _RecordingFile(open(*args, **kwargs), reads),
         raising=False,
@@ -359,7 +359,7 @@ def test_astropy_reader_reads_only_those_planes(tmp_path, monkeypatch):
 
     monkeypatch.setattr(_ImageBaseHDU, "_get_scaled_image_data", counting_read)
     monkeypatch.setattr(_ImageBaseHDU, "data", property(no_whole_array))
-    part = radio_clean.image._read_fits_with_astropy(path, (2, 5))
+    part = radio_clean.image_fits._read_fits_with_astropy(path, (2, 5))
     monkeypatch.undo()
 
     assert sum(elements_read) == 2 * 3 * 12 * 10
@@ -377,7 +377,7 @@ def test_fits_writer_writes_what_astropy_writes(image, tmp_path):
     for number, variant in enumerate(variants):
         ours, theirs = tmp_path / f"ours{number}.fits", tmp_path / f"astropy{number}.fits"
         variant.to_fits(str(ours))
-        radio_clean.image._image_to_hdus(variant).writeto(str(theirs))
+        radio_clean.image_fits._image_to_hdus(variant).writeto(str(theirs))
         assert ours.read_bytes() == theirs.read_bytes()
 
 
@@ -400,13 +400,13 @@ def test_header_cards_are_written_and_ignored_on_reading(image, tmp_path):
     ]
     ours, theirs = tmp_path / "ours.fits", tmp_path / "astropy.fits"
     image.to_fits(str(ours), header_cards=cards)
-    radio_clean.image._image_to_hdus(image, cards).writeto(str(theirs))
+    radio_clean.image_fits._image_to_hdus(image, cards).writeto(str(theirs))
     assert ours.read_bytes() == theirs.read_bytes()
     header = fits.getheader(ours)
     assert (header["TELESCOP"], header["OBJECT"], header["OBSERVER"]) == ("VLA", "3C273", "AO88")
     assert "niter       = 50" in [str(line) for line in header["HISTORY"]]
     assert RadioImage.from_fits(str(ours)).differences(image) == []
-    assert radio_clean.image._read_fits_with_astropy(str(ours), None).differences(image) == []
+    assert radio_clean.image_fits._read_fits_with_astropy(str(ours), None).differences(image) == []
 
 
 def test_fits_reader_reads_what_astropy_reads(image, tmp_path):
@@ -416,7 +416,7 @@ def test_fits_reader_reads_what_astropy_reads(image, tmp_path):
     long_unit = image.replace(brightness_unit="Jy/beam per channel " * 5 + "x")
     for variant in (image, long_unit):
         variant.to_fits(path, overwrite=True)
-        ours, theirs = RadioImage.from_fits(path), radio_clean.image._read_fits_with_astropy(path, None)
+        ours, theirs = RadioImage.from_fits(path), radio_clean.image_fits._read_fits_with_astropy(path, None)
         assert ours.differences(theirs) == [] and ours.differences(variant) == []
         assert ours.wcs.to_header_string(relax=True) == theirs.wcs.to_header_string(relax=True)
         assert [type(value) for value in ours.provenance.values()] == [

@@ -661,3 +661,23 @@ def test_clean_loop_refuses_a_broken_contract_in_one_sentence(repo):
         "(pipeline parameters, -c parameters:NAME=VALUE), not for one."
     )
     assert list(butler.collections.query("images/*")) == []
+
+
+@pytest.mark.parametrize(
+    "old_name",
+    [
+        "radio_clean.image.RadioImageFitsFormatter",
+        "radio_clean.automask.AutoMaskStateFormatter",
+        "radio_clean.ms.MeasurementSetFormatter",
+    ],
+)
+def test_formatters_import_by_the_names_older_repositories_recorded(old_name):
+    """Datastore records of datasets written before the formatters moved name them by their old paths."""
+    from lsst.utils import doImport
+
+    import radio_clean.formatters
+
+    class_name = old_name.rpartition(".")[2]
+    assert doImport(old_name) is getattr(radio_clean.formatters, class_name)
+    seed = Config(SEED_CONFIG)
+    assert f"radio_clean.formatters.{class_name}" in seed["datastore", "formatters"].values()

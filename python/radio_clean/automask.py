@@ -43,7 +43,6 @@ the west (CASA's RA increment is negative) and ``y`` towards the north.
 from __future__ import annotations
 
 __all__ = [
-    "AutoMaskStateFormatter",
     "AutoMaskParameters",
     "AutoMaskState",
     "Beam",
@@ -64,11 +63,9 @@ __all__ = [
 import dataclasses
 import logging
 import math
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
-from lsst.daf.butler import FormatterV2
-from lsst.resources import ResourcePath
 
 from .parameters import parameter_default, parameter_problem
 
@@ -849,17 +846,10 @@ def _update_channel_flags(
             )
 
 
-class AutoMaskStateFormatter(FormatterV2):
-    """Read and write `AutoMaskState` datasets as compressed ``.npz`` files of boolean arrays."""
+def __getattr__(name: str) -> Any:
+    # Repositories written before the formatters moved name this one in their datastore records.
+    if name == "AutoMaskStateFormatter":
+        from .formatters import AutoMaskStateFormatter
 
-    default_extension: ClassVar[str] = ".npz"
-    supported_extensions: ClassVar[frozenset[str]] = frozenset({".npz"})
-    can_read_from_local_file: ClassVar[bool] = True
-
-    def read_from_local_file(self, path: str, component: str | None = None, expected_size: int = -1) -> Any:
-        with np.load(path) as arrays:
-            return AutoMaskState.from_arrays({name: arrays[name] for name in arrays.files})
-
-    def write_local_file(self, in_memory_dataset: Any, uri: ResourcePath) -> None:
-        with open(uri.ospath, "wb") as stream:
-            np.savez_compressed(stream, **in_memory_dataset.to_arrays())
+        return AutoMaskStateFormatter
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

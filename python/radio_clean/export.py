@@ -31,7 +31,8 @@ from astropy.io import fits
 from lsst.daf.butler import Butler, DatasetRef, DimensionRecord
 
 from .fits_cards import date_card, history_cards, observation_cards
-from .image import RadioImage, read_fits_provenance, write_fits_from_channel_pieces
+from .image import RadioImage
+from .image_fits import read_fits_provenance, write_fits_from_channel_pieces
 from .parameters import CleanParametersConfig
 from .pipeline import LAYOUTS, label_of
 from .quicklook import image_figure
