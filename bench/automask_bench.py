@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from radio_clean.automask import AutoMaskParameters, Beam, auto_multithresh
+from radio_clean.automask import AutoMaskParameters, PixelBeam, auto_multithresh
 
 
 def _sky(rng: np.random.Generator, shape: tuple[int, int], nsources: int, fwhm: float) -> np.ndarray:
@@ -30,7 +30,7 @@ def _sky(rng: np.random.Generator, shape: tuple[int, int], nsources: int, fwhm: 
     return plane
 
 
-def _run(label: str, cube: np.ndarray, beam: Beam) -> None:
+def _run(label: str, cube: np.ndarray, beam: PixelBeam) -> None:
     params = AutoMaskParameters()
     start = time.perf_counter()
     mask, state = auto_multithresh(cube, psf_sidelobe_level=0.1, beam=beam, state=None, params=params)
@@ -51,7 +51,7 @@ def main() -> None:
     parser.add_argument("--nchan", type=int, default=64, help="channels of the cube")
     args = parser.parse_args()
     rng = np.random.default_rng(1)
-    beam = Beam(5.0, 4.0, 30.0)
+    beam = PixelBeam(5.0, 4.0, 30.0)
     _run("single plane", _sky(rng, (args.size, args.size), 40, 5.0)[np.newaxis, np.newaxis], beam)
     cube = np.empty((1, args.nchan, args.cube_size, args.cube_size), dtype=np.float32)
     for chan in range(args.nchan):

@@ -60,7 +60,7 @@ if implementation == "numpy":
     for cycle in (1, 2):
         start = time.perf_counter()
         mask, state = automask.auto_multithresh(
-            residual, psf_sidelobe_level=0.1, beam=automask.Beam(3.0, 3.0), pb=images["pb"].pixels,
+            residual, psf_sidelobe_level=0.1, beam=automask.PixelBeam(3.0, 3.0), pb=images["pb"].pixels,
             state=state, iteration_done=cycle - 1)
         timings.append(time.perf_counter() - start)
 else:

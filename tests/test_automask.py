@@ -21,7 +21,7 @@ import radio_clean  # noqa: F401  (sets up casatools before anything imports it)
 from radio_clean.automask import (
     AutoMaskParameters,
     AutoMaskState,
-    Beam,
+    PixelBeam,
     PlaneStatistics,
     auto_multithresh,
     chauvenet_statistics,
@@ -127,7 +127,7 @@ def test_fft_convolve_same_equals_scipy_signal(image_shape, kernel_shape):
 
 
 def test_gaussian_kernel_shape_and_orientation():
-    k = gaussian_kernel(Beam(8.0, 4.0, 0.0))
+    k = gaussian_kernel(PixelBeam(8.0, 4.0, 0.0))
     h = k.shape[0] // 2
     assert k.shape[0] == k.shape[1] and k.shape[0] % 2 == 1
     # 5 sigma of the major axis: 5 * 8 / 2.3548 = 16.99 -> 17 pixels each side.
@@ -136,23 +136,23 @@ def test_gaussian_kernel_shape_and_orientation():
     # PA 0: major axis along y (north); half maximum at half the FWHM.
     assert k[h + 4, h] == pytest.approx(0.5) and k[h, h + 2] == pytest.approx(0.5)
     # PA 90: major axis east-west.
-    k90 = gaussian_kernel(Beam(8.0, 4.0, 90.0))
+    k90 = gaussian_kernel(PixelBeam(8.0, 4.0, 90.0))
     assert k90[h, h + 4] == pytest.approx(0.5) and k90[h + 2, h] == pytest.approx(0.5)
     # PA 45 points north-east, and east is -x: the major axis runs through (y, x) = (+1, -1).
-    k45 = gaussian_kernel(Beam(8.0, 4.0, 45.0))
+    k45 = gaussian_kernel(PixelBeam(8.0, 4.0, 45.0))
     assert k45[h + 3, h - 3] > 0.4 > 0.05 > k45[h + 3, h + 3]
 
 
 def test_smooth_and_cut_single_pixel_by_hand():
     mask = np.zeros((21, 21), dtype=bool)
     mask[10, 10] = True
-    out = smooth_and_cut(mask, Beam(4.0, 4.0), 0.3)
+    out = smooth_and_cut(mask, PixelBeam(4.0, 4.0), 0.3)
     # Kept where exp(-4 ln2 d^2 / 16) > 0.3, i.e. d^2 < 6.95: d^2 in {0, 1, 2, 4, 5} -> 1+4+4+4+8 pixels.
     assert out.sum() == 21
     yy, xx = np.mgrid[:21, :21]
     d2 = (yy - 10) ** 2 + (xx - 10) ** 2
     assert np.array_equal(out, d2 <= 5)
-    assert not smooth_and_cut(np.zeros((9, 9), dtype=bool), Beam(3.0, 3.0), 0.01).any()
+    assert not smooth_and_cut(np.zeros((9, 9), dtype=bool), PixelBeam(3.0, 3.0), 0.01).any()
 
 
 def test_smooth_and_cut_at_the_edges_equals_direct_convolution():
@@ -161,7 +161,7 @@ def test_smooth_and_cut_at_the_edges_equals_direct_convolution():
     mask[0:3, 0:2] = True  # in a corner
     mask[20, 47:50] = True  # on an edge
     mask[rng.integers(0, 40, 5), rng.integers(0, 50, 5)] = True
-    beam = Beam(6.0, 3.0, 60.0)
+    beam = PixelBeam(6.0, 3.0, 60.0)
     kernel = gaussian_kernel(beam)
     direct = ndimage.convolve(mask.astype(np.float64), kernel, mode="constant", cval=0.0)
     expected = direct > 0.02 * direct.max()
@@ -198,7 +198,7 @@ def test_negative_mask_and_positive_mask_kept_apart():
     shape = (64, 64)
     plane = _noise_plane(shape, 0.01, 1) + _blob(shape, (20, 20), 1.0, 4.0)
     plane += _blob(shape, (44, 44), -0.5, 4.0)
-    beam = Beam(4.0, 4.0)
+    beam = PixelBeam(4.0, 4.0)
     params = AutoMaskParameters(negativethreshold=5.0)
     mask, state = auto_multithresh(plane, psf_sidelobe_level=0.05, beam=beam, params=params)
     assert mask.shape == shape
@@ -216,7 +216,7 @@ def test_cube_channels_flags_growth_and_state_round_trip():
     cube = np.stack([_noise_plane(shape[2:], 0.01, s) for s in range(3)])[np.newaxis]
     cube[0, 1] += _blob(shape[2:], (24, 24), 1.0, 4.0)
     cube[0, 2] += _blob(shape[2:], (24, 24), 0.3, 4.0)
-    beam = Beam(4.0, 4.0)
+    beam = PixelBeam(4.0, 4.0)
     mask1, state1 = auto_multithresh(cube, psf_sidelobe_level=0.05, beam=beam)
     # Channel 0 has no emission: noise threshold, empty mask -> masking stops there for good.
     assert state1.channel_flags.tolist() == [True, False, False]
@@ -261,7 +261,7 @@ def test_minpercentchange_stops_settled_channels():
     shape = (1, 1, 40, 40)
     plane = _noise_plane(shape[2:], 0.01, 7) + _blob(shape[2:], (20, 20), 0.2, 4.0)
     cube = plane[np.newaxis, np.newaxis]
-    beam = Beam(4.0, 4.0)
+    beam = PixelBeam(4.0, 4.0)
     params = AutoMaskParameters(minpercentchange=10.0, growiterations=0)
     _, state = auto_multithresh(cube, psf_sidelobe_level=0.01, beam=beam, params=params)
     assert not state.channel_flags[0]
@@ -288,7 +288,7 @@ def test_primary_beam_limit_excludes_pixels_from_statistics_and_mask():
     plane[:, :8] = 50.0  # garbage where the primary beam is below the limit
     pb = np.ones(shape)
     pb[:, :8] = 0.1
-    beam = Beam(4.0, 4.0)
+    beam = PixelBeam(4.0, 4.0)
     mask, _ = auto_multithresh(plane, psf_sidelobe_level=0.05, beam=beam, pb=pb, pblimit=0.2)
     clean_mask, _ = auto_multithresh(plane[:, 8:], psf_sidelobe_level=0.05, beam=beam)
     assert not mask[:, :8].any() and mask[32, 32]
@@ -306,23 +306,23 @@ def test_argument_checks():
     with pytest.raises(ValueError, match="growiterations"):
         AutoMaskParameters(growiterations=-1)
     with pytest.raises(ValueError, match="major >= minor"):
-        Beam(2.0, 3.0)
+        PixelBeam(2.0, 3.0)
     with pytest.raises(ValueError, match="state has shape"):
         auto_multithresh(
             np.zeros((8, 8), np.float32),
             psf_sidelobe_level=0.1,
-            beam=Beam(2, 2),
+            beam=PixelBeam(2, 2),
             state=AutoMaskState.initial((1, 1, 4, 4)),
         )
     with pytest.raises(ValueError, match="needs the primary beam"):
         auto_multithresh(
             np.zeros((8, 8), np.float32),
             psf_sidelobe_level=0.1,
-            beam=Beam(2, 2),
+            beam=PixelBeam(2, 2),
             params=AutoMaskParameters(pbmask=0.3),
         )
-    assert Beam.from_arcsec(3.0, 1.5, 10.0, 0.5) == Beam(6.0, 3.0, 10.0)
-    assert Beam(6.0, 3.0).area == pytest.approx(math.pi * 18 / (4 * math.log(2)))
+    assert PixelBeam.from_arcsec(3.0, 1.5, 10.0, 0.5) == PixelBeam(6.0, 3.0, 10.0)
+    assert PixelBeam(6.0, 3.0).area == pytest.approx(math.pi * 18 / (4 * math.log(2)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -409,7 +409,7 @@ class TcleanRun:
             beam = {"major": common["major"], "minor": common["minor"], "positionangle": common["pa"]}
         cell = _cell_arcsec(image)
         image.close()
-        self.beam = Beam.from_arcsec(
+        self.beam = PixelBeam.from_arcsec(
             beam["major"]["value"], beam["minor"]["value"], beam["positionangle"]["value"], cell
         )
         self.pb = _load(self.prefix + ".pb")
@@ -621,9 +621,9 @@ def test_gaussian_kernel_matches_casa_convolve2d(tmp_path):
     casa = smoothed.getchunk()[:, :, 0, 0].T
     smoothed.done()
     image.done()
-    ours = gaussian_kernel(Beam(8.0, 3.0, 30.0))
+    ours = gaussian_kernel(PixelBeam(8.0, 3.0, 30.0))
     h = ours.shape[0] // 2
     casa = casa[32 - h : 32 + h + 1, 32 - h : 32 + h + 1]
     np.testing.assert_allclose(casa / casa.max(), ours, atol=1e-5)
     # ...and the mirror-image position angle does not match.
-    assert np.abs(casa / casa.max() - gaussian_kernel(Beam(8.0, 3.0, -30.0))).max() > 0.3
+    assert np.abs(casa / casa.max() - gaussian_kernel(PixelBeam(8.0, 3.0, -30.0))).max() > 0.3

@@ -220,7 +220,7 @@ def test_make_psf_connections(repo, parameters, settings, outputs):
     assert [handle.path for handle in arguments["visibilities"]] == ["/data/obs1.ms", "/data/obs2.ms"]
     assert (arguments["field"], arguments["band"]) == (FIELD, BAND)
     assert arguments["channels"] == ((CHUNK["chan_start"], CHUNK["chan_stop"]) if chunked else None)
-    # run returns psf_products(parameters), and weight_density when the major cycles share it.
+    # run returns psf_product_names(parameters), and weight_density when the major cycles share it.
     made = [name.removeprefix("cube_") for name in outputs]
     assert_run_fills_outputs(quantum, made)
 

@@ -45,7 +45,7 @@ from __future__ import annotations
 __all__ = [
     "AutoMaskParameters",
     "AutoMaskState",
-    "Beam",
+    "PixelBeam",
     "PlaneStatistics",
     "PlaneThresholds",
     "auto_multithresh",
@@ -123,7 +123,7 @@ class AutoMaskParameters:
 
 
 @dataclasses.dataclass(frozen=True)
-class Beam:
+class PixelBeam:
     """An elliptical Gaussian beam in pixel units (square pixels).
 
     ``pa_deg`` is the astronomical position angle of the major axis, from north
@@ -144,7 +144,7 @@ class Beam:
             raise ValueError(f"Beam needs major >= minor > 0, not {self.major} and {self.minor}.")
 
     @classmethod
-    def from_arcsec(cls, major: float, minor: float, pa_deg: float, cell: float) -> Beam:
+    def from_arcsec(cls, major: float, minor: float, pa_deg: float, cell: float) -> PixelBeam:
         """Make a beam from FWHMs in arcsec and the (square) pixel size ``cell`` in arcsec."""
         if not cell > 0:
             raise ValueError(f"cell must be > 0 arcsec, not {cell}.")
@@ -155,9 +155,9 @@ class Beam:
         """Area of the beam in pixels, ``pi * major * minor / (4 ln 2)``."""
         return math.pi * self.major * self.minor / (4.0 * math.log(2.0))
 
-    def scaled(self, factor: float) -> Beam:
+    def scaled(self, factor: float) -> PixelBeam:
         """Return the beam with both axes multiplied by ``factor``."""
-        return Beam(self.major * factor, self.minor * factor, self.pa_deg)
+        return PixelBeam(self.major * factor, self.minor * factor, self.pa_deg)
 
 
 @dataclasses.dataclass
@@ -460,7 +460,7 @@ def prune_regions(mask: np.ndarray, min_size: float) -> tuple[np.ndarray, int, i
     return keep[labels], n_regions, int(n_regions - np.count_nonzero(keep[1:]))
 
 
-def gaussian_kernel(beam: Beam) -> np.ndarray:
+def gaussian_kernel(beam: PixelBeam) -> np.ndarray:
     """Return the smoothing kernel of ``beam``: a Gaussian sampled at pixel centres, peak 1.
 
     The kernel is indexed ``[y, x]``, odd-sized, centred, and extends to 5
@@ -479,7 +479,7 @@ def gaussian_kernel(beam: Beam) -> np.ndarray:
 
 
 def smooth_and_cut(
-    mask: np.ndarray, beam: Beam, cutthreshold: float, *, kernel: np.ndarray | None = None
+    mask: np.ndarray, beam: PixelBeam, cutthreshold: float, *, kernel: np.ndarray | None = None
 ) -> np.ndarray:
     """Convolve ``mask`` with the Gaussian ``beam`` and keep what exceeds ``cutthreshold`` × the peak.
 
@@ -487,7 +487,7 @@ def smooth_and_cut(
     ----------
     mask : `numpy.ndarray`
         2-d boolean mask.
-    beam : `Beam`
+    beam : `PixelBeam`
         Smoothing beam (already scaled by ``smoothfactor``).
     cutthreshold : `float`
         Fraction of the smoothed mask's maximum to cut at.
@@ -631,7 +631,7 @@ def auto_multithresh(
     residual: np.ndarray,
     *,
     psf_sidelobe_level: float | np.ndarray,
-    beam: Beam,
+    beam: PixelBeam,
     pb: np.ndarray | None = None,
     pblimit: float = 0.2,
     state: AutoMaskState | None = None,
@@ -652,7 +652,7 @@ def auto_multithresh(
         ``SidelobeLevel``); a scalar or an array broadcastable to ``(stokes,
         chan)``. tclean passes one value for a whole cube, the largest over
         its channels; pass that to reproduce it.
-    beam : `Beam`
+    beam : `PixelBeam`
         The restoring beam (for a cube, CASA uses the common beam of all
         channels). Sets the prune size and, times ``smoothfactor``, the
         smoothing kernel.

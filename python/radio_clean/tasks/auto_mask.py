@@ -195,7 +195,9 @@ class AutoMaskTask(PipelineTask):
         mask, state = automask.auto_multithresh(
             residual_image.pixels,
             psf_sidelobe_level=sidelobe_level,
-            beam=automask.Beam.from_arcsec(beam.major_arcsec, beam.minor_arcsec, beam.pa_deg, cell_arcsec),
+            beam=automask.PixelBeam.from_arcsec(
+                beam.major_arcsec, beam.minor_arcsec, beam.pa_deg, cell_arcsec
+            ),
             pb=psf_products["pb"].pixels,
             pblimit=parameters.pblimit,
             state=previous_state,

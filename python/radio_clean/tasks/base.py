@@ -28,7 +28,7 @@ __all__ = [
     "ms_selections",
     "previous_cycle_inputs",
     "psf_product_images",
-    "psf_products",
+    "psf_product_names",
     "remove_unused_terms",
     "parameters_field",
     "psf_connection_names",
@@ -160,7 +160,7 @@ def ms_selections(
     return selections
 
 
-def psf_products(parameters) -> list[str]:
+def psf_product_names(parameters) -> list[str]:
     """Connection names of what MakePsfTask makes with these parameters."""
     names = ["pb"] + psf_connection_names("psf", parameters) + psf_connection_names("sumwt", parameters)
     if parameters.gridder == "mosaic":
@@ -173,7 +173,7 @@ def remove_unused_terms(connections: PipelineTaskConnections, config) -> None:
     if config is None:
         return
     parameters = config.parameters
-    made = set(psf_products(parameters))
+    made = set(psf_product_names(parameters))
     for name in list(connections.inputs | connections.outputs):
         base, tt, term = name.partition("_tt")
         if base in ("psf", "sumwt", "weight") and name not in made:
@@ -209,7 +209,7 @@ def psf_product_images(
     inputs: Mapping[str, object], parameters: CleanParametersConfig
 ) -> dict[str, RadioImage]:
     """Pick MakePsfTask's images out of a task's inputs."""
-    return {name: inputs[name] for name in psf_products(parameters)}
+    return {name: inputs[name] for name in psf_product_names(parameters)}
 
 
 class PsfProductConnections(PipelineTaskConnections, dimensions=IMAGE_DIMENSIONS):

@@ -19,7 +19,7 @@ from .base import (
     ms_selections,
     parameters_field,
     partition_by_observation_field,
-    psf_products,
+    psf_product_names,
     quantum_channels,
     remove_unused_terms,
     shares_weight_density,
@@ -118,7 +118,7 @@ class MakePsfTask(PipelineTask):
         )
         beam = images["psf"].restoring_beam
         self.log.info("PSF of %s in %s from %d MS; fitted beam %s.", field, band, len(selections), beam)
-        outputs = {name: images[name] for name in psf_products(parameters)}
+        outputs = {name: images[name] for name in psf_product_names(parameters)}
         if weight_density:
             outputs["weight_density"] = images["gridwt"]
         return Struct(**outputs)
