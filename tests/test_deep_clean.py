@@ -144,3 +144,17 @@ def test_nmajor_stops_where_tclean_does(nmajor, demo_ms_dir, tmp_path, monkeypat
     output, runs, cycles = _step_runs(ours)
     assert len([run for run in runs if run.startswith(f"{output}/cycle")]) == ours["cycles"] - 1
     assert cycles == list(range(1, ours["cycles"] + 1))
+    # Each quantum's QA figures are in its task metadata, as the summaries have them.
+    with Butler.from_config(ours["repo"]) as butler:
+        deconvolve = [
+            butler.get(ref)["deconvolve"]
+            for ref in butler.query_datasets("deconvolve_metadata", collections=output, find_first=False)
+        ]
+        major = [
+            butler.get(ref)["majorCycle"]
+            for ref in butler.query_datasets("majorCycle_metadata", collections=output, find_first=False)
+        ]
+    peaks = sorted(float(metadata["peak_residual"]) for metadata in deconvolve if "peak_residual" in metadata)
+    assert peaks == sorted(summary["peak_residual_before_cycle"])
+    assert len(major) == summary["nmajordone"]
+    assert all(metadata["peak_abs_residual"] > 0 for metadata in major)

@@ -725,7 +725,7 @@ def auto_multithresh(
 
     for ichan in range(nchan):
         if flags[ichan]:
-            _log.info("[C%d] masking stopped in an earlier cycle; mask kept as it was.", ichan)
+            _log.debug("[C%d] masking stopped in an earlier cycle; mask kept as it was.", ichan)
             continue
         for istokes in range(nstokes):
             label = f"[C{ichan}]" if nstokes == 1 else f"[S{istokes} C{ichan}]"
@@ -780,7 +780,7 @@ def auto_multithresh(
                 negative[istokes, ichan] = neg
                 n_negative = int(np.count_nonzero(neg))
 
-            _log.info(
+            _log.debug(
                 "%s median=%.6g rms=%.6g (MAD %.6g over %d pix) peak=%.6g: %s threshold %.6g "
                 "(sidelobe %.6g, noise %.6g), low %.6g, negative %.6g; regions %d pruned %d; "
                 "grown regions %d pruned %d; negative pixels %d; positive mask %d pixels",
@@ -837,7 +837,7 @@ def _update_channel_flags(
         settled = frac_change >= 0 and threshold_reached and (change == 0 or change < frac_change * before)
         if current == 0 or settled:
             flags[ichan] = True
-            _log.info(
+            _log.debug(
                 "[C%d] stopping masking for this channel (%s).",
                 ichan,
                 "empty mask with the noise threshold"

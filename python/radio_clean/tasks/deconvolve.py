@@ -173,6 +173,8 @@ class DeconvolveTask(PipelineTask):
             )
         self.metadata["iterdone"] = int(summary["iterdone"])
         self.metadata["cyclethreshold"] = summary["cyclethreshold"]
+        if len(result.history.cycles) > len(history.cycles):  # this quantum ran a minor cycle
+            self.metadata["peak_residual"] = float(summary["peak_residual_before_cycle"][-1])
         terms = term_connection_names("model", parameters.term_count)
         return Struct(**{name: models[name] for name in terms}, summary=summary)
 

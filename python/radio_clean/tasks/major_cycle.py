@@ -6,6 +6,7 @@ __all__ = ["MajorCycleConfig", "MajorCycleConnections", "MajorCycleTask"]
 
 from collections.abc import Mapping, Sequence
 
+import numpy as np
 from lsst.pipe.base import PipelineTask, PipelineTaskConfig, Struct
 from lsst.utils.timer import timeMethod
 
@@ -145,7 +146,9 @@ class MajorCycleTask(PipelineTask):
                 normalize=not self.config.partition_by_observation,
             )
         )
-        peak = float(abs(residuals["residual"].pixels).max())
+        # The whole image's peak (the deconvolver's is within the mask): a QA figure of this cycle.
+        peak = float(np.nanmax(np.abs(residuals["residual"].pixels)))
+        self.metadata["peak_abs_residual"] = peak
         self.log.info(
             "Major cycle %s of %s in %s: peak residual %.6g.",
             self.config.connections.cycle,
