@@ -18,8 +18,8 @@ import pytest
 import yaml
 from lsst.daf.butler import Butler
 from postgres_server import PostgresUnavailable, start_postgres_server
-from test_failures import _assert_one_sentence, _cli, _collections, assert_two_runs_at_once
-from test_resume import _CONTINUUM, _assert_same, _command, _kill_during_cycle, _products
+from test_failures import _LONG, _assert_one_sentence, _cli, _collections, assert_two_runs_at_once
+from test_resume import _assert_same, _command, _kill_during_cycle, _products
 
 from radio_clean.cli import main
 from radio_clean.repo import repo_lock
@@ -125,13 +125,14 @@ def test_two_runs_at_once(tmp_path, registry_db, ms_3c273, capsys):
 
 def test_killed_run_resumes_to_the_images_of_sqlite(tmp_path, registry_db, demo_ms_dir, capsys):
     ms = str(demo_ms_dir / "3C273XC1.ms")
+    settings = _LONG[1::2]  # the short cycles of test_failures, as --set values
     on_sqlite = tmp_path / "sqlite"
-    assert main(_command(ms, on_sqlite, _CONTINUUM, 1)) == 0
+    assert main(_command(ms, on_sqlite, settings, 1)) == 0
 
     on_postgres = tmp_path / "postgres"
     _create_repo(on_postgres / "repo", registry_db, capsys)
-    arguments = _command(ms, on_postgres, _CONTINUUM, 1)
-    _kill_during_cycle(arguments, str(on_postgres / "repo"), "images/run/cycle003")
+    arguments = _command(ms, on_postgres, settings, 1)
+    _kill_during_cycle(arguments, str(on_postgres / "repo"), "images/run/cycle002")
     assert main(arguments) == 0
     _assert_same(_products(on_postgres), _products(on_sqlite))
 
