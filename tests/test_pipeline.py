@@ -1,5 +1,6 @@
 """The shipped pipelines (one label per task; start, cycle and finish subsets) and radio-clean image."""
 
+import collections
 import json
 import os
 import re
@@ -10,6 +11,7 @@ import sys
 import numpy as np
 import pytest
 from astropy.io import fits
+from lsst.daf.butler import Butler
 
 from radio_clean.casa import read_casa_image
 from radio_clean.cli import main
@@ -201,6 +203,25 @@ def test_front_door_matches_tclean(front_door_run):
     assert header["BMAJ"] * 3600 == pytest.approx(tclean_image.restoring_beam.major_arcsec, rel=1e-5)
     assert (out / "image.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "pipeline.yaml").exists()
+
+
+def test_front_door_logs_hold_only_their_own_quantum(front_door_run):
+    # The middleware's executor writes into each quantum's log the IDs of every quantum it ran before
+    # in the process (previous_process_quanta): run by one executor, a step's N quanta would log N²/2
+    # IDs, ~17 GB for a cycle step over 10,000 chains. The loop gives each quantum an executor of its own.
+    root, status, _, _ = front_door_run
+    assert status == 0
+    with Butler.from_config(str(root / "repo")) as butler:
+        refs = [
+            ref
+            for ref in butler.registry.queryDatasets(..., collections=...)
+            if ref.datasetType.name.endswith("_log")
+        ]
+        logs = {ref: json.loads(butler.getURI(ref).read()) for ref in refs}
+    by_run = collections.Counter(ref.run.rsplit("/", 1)[-1] for ref in refs)
+    assert by_run["start"] >= 3 and by_run["cycle001"] >= 2  # several quanta a step: something to list
+    assert [log["previous_process_quanta"] for log in logs.values()] == [[]] * len(logs)
+    assert max(len(json.dumps(log)) for log in logs.values()) < 400
 
 
 def test_front_door_leaves_ms_untouched(front_door_run):

@@ -260,12 +260,8 @@ def _execute_quanta(
     """
     quanta = graph.build_execution_quanta(quantum_ids)
     nodes = graph.quantum_only_xgraph.nodes
-    executor = SingleQuantumExecutor(
-        butler=_MemoButler(qbb, memo),
-        task_factory=TaskFactory(),
-        assume_no_existing_outputs=True,
-        raise_on_partial_outputs=True,
-    )
+    butler = _MemoButler(qbb, memo)
+    task_factory = TaskFactory()
     outcomes: dict[uuid.UUID, str | None] = {}
     failed_chains: dict[tuple, str] = {}
     for quantum_id in quantum_ids:
@@ -275,6 +271,15 @@ def _execute_quanta(
             outcomes[quantum_id] = f"not run: {failed_chains[chain]}"
             continue
         task_node = nodes[quantum_id]["pipeline_node"]
+        # An executor per quantum: an executor writes into each quantum's log dataset the IDs of every
+        # quantum it ran before (previous_process_quanta), so one executor for a step's N quanta would
+        # write N²/2 IDs (39 bytes each): ~17 GB of logs for a cycle step over 10,000 chains.
+        executor = SingleQuantumExecutor(
+            butler=butler,
+            task_factory=task_factory,
+            assume_no_existing_outputs=True,
+            raise_on_partial_outputs=True,
+        )
         try:
             executor.execute(task_node, quantum, quantum_id)
         except Exception as err:
