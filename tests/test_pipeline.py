@@ -257,3 +257,30 @@ def test_bad_parameters_are_refused_before_any_work(tmp_path, demo_ms_dir, capsy
     assert status == 1
     assert err.startswith("radio-clean: error: ") and message in err and err.count("\n") == 1
     assert not repo.exists() and not (tmp_path / "out").exists()
+
+
+def test_mock_tasks_run_with_pipetask_run_qbb(tmp_path, ms_3c273, capsys):
+    # pre-exec-init-qbb and run-qbb read the graph (whose mock connections look up every storage class)
+    # before the repository's config: the storage classes must be on DAF_BUTLER_CONFIG_PATH.
+    from radio_clean.repo import DIMENSIONS_CONFIG
+
+    repo = str(tmp_path / "repo")
+    assert main(["create-repo", repo]) == 0
+    assert main(["ingest", repo, ms_3c273]) == 0
+    graph = str(tmp_path / "start.qg")
+    env = dict(os.environ, DAF_BUTLER_CONFIG_PATH=os.path.dirname(DIMENSIONS_CONFIG))
+    bin_dir = os.path.dirname(sys.executable)
+    commands = [
+        [f"{bin_dir}/pipetask", "qgraph", "-b", repo, "-p", f"{PIPELINES}/ContinuumImaging.yaml#start",
+         "--mock", "--unmocked-dataset-types", "visibilities", "-i", "raw/visibilities", "-o", "mock/run",
+         "--qgraph-datastore-records", "--save-qgraph", graph],
+        [f"{bin_dir}/pipetask", "pre-exec-init-qbb", repo, graph],
+        [f"{bin_dir}/pipetask", "run-qbb", repo, graph],
+    ]  # fmt: skip
+    for command in commands:
+        result = subprocess.run(command, capture_output=True, text=True, env=env)
+        assert result.returncode == 0, result.stderr[-3000:]
+    # Every quantum of the start step ran (makePsf, majorCycle, deconvolve... for the one chain).
+    executed = r"Executed (\d+) quanta successfully, 0 failed and 0 remain out of total (\d+)"
+    done = re.search(executed, result.stderr)
+    assert done and int(done[1]) == int(done[2]) >= 3, result.stderr[-3000:]
