@@ -772,7 +772,8 @@ class CleanLoop:
                 command = [
                     os.path.join(os.path.dirname(sys.executable), "bps"), "submit", self.bps_submit,
                     "-b", repo, "-i", ",".join(self.inputs), "-o", self.output, "--output-run", step.run,
-                    "-p", pipeline_path, "-d", self._literal_chain_query(chains),
+                    "-p", pipeline_path, "-d", self._literal_chain_query(None),
+                    *self._chain_table_options(config, chains, directory),
                 ]  # fmt: skip
                 _log.info("Step %s: %s", os.path.basename(step.run), shlex.join(command))
                 returncode = subprocess.run(command).returncode
@@ -794,6 +795,27 @@ class CleanLoop:
                 f"{submit_path}/logs say why."
             )
         return sorted(made & expected, key=str)
+
+    @staticmethod
+    def _chain_table_options(config, chains: Sequence[tuple] | None, directory: str) -> list[str]:
+        """``bps submit`` options that limit a step's graph to ``chains``, through a file.
+
+        The chains go to ``pipetask qgraph --data-id-table`` as a table, not
+        into the data query: a query term per chain (~70 bytes) would grow the
+        command lines of ``bps submit`` and ``pipetask qgraph`` with the
+        number of chains, past what a process may be given (128 KiB an
+        argument: ~1,900 chains).
+        """
+        if chains is None:
+            return []
+        from astropy.table import Table
+
+        names = [name for name, _ in chains[0]]
+        table_path = os.path.join(directory, "chains.ecsv")
+        Table(rows=[[value for _, value in chain] for chain in chains], names=names).write(table_path)
+        # The submit file's own options are kept: the command line's value replaces the file's.
+        _, extra = config.search("extraQgraphOptions", opt={"default": ""})
+        return ["--extra-qgraph-options", f"{extra or ''} --data-id-table {table_path}".strip()]
 
     def _literal_chain_query(self, chains: Sequence[tuple] | None) -> str:
         # bps takes a data query without bind values: write them into the query.
