@@ -124,6 +124,39 @@ def test_command_line_replaces_the_pipeline_with_a_step_file(tmp_path):
     assert config["submitPath"].endswith("/submit/images/run1/cycle003")
 
 
+def test_many_chains_reach_pipetask_qgraph_in_a_file(tmp_path):
+    """The chains of a step go to `pipetask qgraph --data-id-table`: command lines do not grow with them.
+
+    As one data-query term per chain (~70 bytes), 10,000 chains would make a 700 kB argument: no
+    process can be started with it (128 KiB an argument).
+    """
+    from astropy.table import Table
+
+    from radio_clean.loop import CleanLoop
+
+    config = load_submit_file("continuum_local.yaml")
+    config["extraQgraphOptions"] = "--skip-existing-in images/old"  # the submit file's own options
+    chains = [(("instrument", "VLA"), ("field", f"F{n:05d}"), ("band", "1400MHz-1ch")) for n in range(10_000)]
+    assert CleanLoop._chain_table_options(config, None, str(tmp_path)) == []
+    options = CleanLoop._chain_table_options(config, chains, str(tmp_path))
+    table_path = tmp_path / "chains.ecsv"
+    own_and_chains = f"--skip-existing-in images/old --data-id-table {table_path}"
+    assert options == ["--extra-qgraph-options", own_and_chains]
+    translate_command_line_values(
+        config,
+        butler_config="/data/repo",
+        output_run="images/run1/cycle003",
+        data_query="instrument = 'VLA'",
+        extra_qgraph_options=options[1],
+    )
+    command = config.search("createQuantumGraph", opt={"replaceVars": True})[1]
+    assert own_and_chains in command
+    assert len(command) < 2_000
+    table = Table.read(table_path)
+    assert table.colnames == ["instrument", "field", "band"]
+    assert len(table) == 10_000 and table["field"][-1] == "F09999"
+
+
 @pytest.fixture(scope="module")
 def bps_and_loop_runs(tmp_path_factory, demo_ms_dir):
     """The demo MS imaged by ``radio-clean clean --bps`` and in-process into the same repository."""

@@ -577,7 +577,14 @@ def test_export_directory_read_only_at_the_end(tmp_path, ms):
 
 
 def test_two_runs_at_once_on_one_new_repo(tmp_path, ms):
-    repo = tmp_path / "repo"
+    assert_two_runs_at_once(tmp_path, ms, tmp_path / "repo")
+
+
+def assert_two_runs_at_once(tmp_path, ms, repo):
+    """Two ``radio-clean image`` processes of one MS into ``repo`` at once: two outputs, the same image.
+
+    Also run on a PostgreSQL registry by tests/test_postgres.py.
+    """
     processes = [_start(_image_argv(ms, repo, tmp_path / f"out{i}")) for i in range(2)]
     results = [p.communicate(timeout=300) for p in processes]
     for process, (out, err) in zip(processes, results):

@@ -38,7 +38,7 @@ _USER_ERRORS = (
 
 
 def _create_repo(args: argparse.Namespace) -> None:
-    butler = create_repo(args.repo, registry_db=args.registry_db)
+    butler = create_repo(args.repo, registry_db=args.registry_db, registry_namespace=args.registry_namespace)
     butler.close()
     print(f"Created radio_clean repository {args.repo}.")
 
@@ -151,6 +151,12 @@ def _build_parser() -> argparse.ArgumentParser:
         "--registry-db",
         default=None,
         help="SQLAlchemy URL of the registry database (e.g. postgresql://user@host/db); default SQLite.",
+    )
+    create.add_argument(
+        "--registry-namespace",
+        default=None,
+        metavar="SCHEMA",
+        help="Schema of the registry's tables in --registry-db: several repositories in one database.",
     )
     create.set_defaults(func=_create_repo)
 

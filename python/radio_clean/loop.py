@@ -260,12 +260,8 @@ def _execute_quanta(
     """
     quanta = graph.build_execution_quanta(quantum_ids)
     nodes = graph.quantum_only_xgraph.nodes
-    executor = SingleQuantumExecutor(
-        butler=_MemoButler(qbb, memo),
-        task_factory=TaskFactory(),
-        assume_no_existing_outputs=True,
-        raise_on_partial_outputs=True,
-    )
+    butler = _MemoButler(qbb, memo)
+    task_factory = TaskFactory()
     outcomes: dict[uuid.UUID, str | None] = {}
     failed_chains: dict[tuple, str] = {}
     for quantum_id in quantum_ids:
@@ -275,6 +271,15 @@ def _execute_quanta(
             outcomes[quantum_id] = f"not run: {failed_chains[chain]}"
             continue
         task_node = nodes[quantum_id]["pipeline_node"]
+        # An executor per quantum: an executor writes into each quantum's log dataset the IDs of every
+        # quantum it ran before (previous_process_quanta), so one executor for a step's N quanta would
+        # write N²/2 IDs (39 bytes each): ~17 GB of logs for a cycle step over 10,000 chains.
+        executor = SingleQuantumExecutor(
+            butler=butler,
+            task_factory=task_factory,
+            assume_no_existing_outputs=True,
+            raise_on_partial_outputs=True,
+        )
         try:
             executor.execute(task_node, quantum, quantum_id)
         except Exception as err:
@@ -767,7 +772,8 @@ class CleanLoop:
                 command = [
                     os.path.join(os.path.dirname(sys.executable), "bps"), "submit", self.bps_submit,
                     "-b", repo, "-i", ",".join(self.inputs), "-o", self.output, "--output-run", step.run,
-                    "-p", pipeline_path, "-d", self._literal_chain_query(chains),
+                    "-p", pipeline_path, "-d", self._literal_chain_query(None),
+                    *self._chain_table_options(config, chains, directory),
                 ]  # fmt: skip
                 _log.info("Step %s: %s", os.path.basename(step.run), shlex.join(command))
                 returncode = subprocess.run(command).returncode
@@ -789,6 +795,27 @@ class CleanLoop:
                 f"{submit_path}/logs say why."
             )
         return sorted(made & expected, key=str)
+
+    @staticmethod
+    def _chain_table_options(config, chains: Sequence[tuple] | None, directory: str) -> list[str]:
+        """``bps submit`` options that limit a step's graph to ``chains``, through a file.
+
+        The chains go to ``pipetask qgraph --data-id-table`` as a table, not
+        into the data query: a query term per chain (~70 bytes) would grow the
+        command lines of ``bps submit`` and ``pipetask qgraph`` with the
+        number of chains, past what a process may be given (128 KiB an
+        argument: ~1,900 chains).
+        """
+        if chains is None:
+            return []
+        from astropy.table import Table
+
+        names = [name for name, _ in chains[0]]
+        table_path = os.path.join(directory, "chains.ecsv")
+        Table(rows=[[value for _, value in chain] for chain in chains], names=names).write(table_path)
+        # The submit file's own options are kept: the command line's value replaces the file's.
+        _, extra = config.search("extraQgraphOptions", opt={"default": ""})
+        return ["--extra-qgraph-options", f"{extra or ''} --data-id-table {table_path}".strip()]
 
     def _literal_chain_query(self, chains: Sequence[tuple] | None) -> str:
         # bps takes a data query without bind values: write them into the query.

@@ -15,13 +15,16 @@ __all__ = [
 
 import contextlib
 import fcntl
+import hashlib
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from importlib.resources import files
 
-from lsst.daf.butler import Butler, Config
+import sqlalchemy
+from lsst.daf.butler import Butler, ButlerConfig, Config
+from lsst.daf.butler.registry import RegistryConfig
 
 _CONFIG_DIR = files("radio_clean").joinpath("config")
 DIMENSIONS_CONFIG = str(_CONFIG_DIR.joinpath("dimensions.yaml"))
@@ -42,7 +45,13 @@ class RepoCreationError(RuntimeError):
     """A repository cannot be created at the path given; the message says why."""
 
 
-def create_repo(root: str, *, registry_db: str | None = None, exist_ok: bool = False) -> Butler:
+def create_repo(
+    root: str,
+    *,
+    registry_db: str | None = None,
+    registry_namespace: str | None = None,
+    exist_ok: bool = False,
+) -> Butler:
     """Create a Butler repository that understands radio data.
 
     The repository's files are made in a staging directory inside ``root``
@@ -57,6 +66,12 @@ def create_repo(root: str, *, registry_db: str | None = None, exist_ok: bool = F
     registry_db : `str`, optional
         SQLAlchemy URL of the registry database, e.g.
         ``postgresql://user@host/dbname``; default is SQLite inside ``root``.
+        The database must be empty in ``registry_namespace`` and, for
+        PostgreSQL, have the ``btree_gist`` extension.
+    registry_namespace : `str`, optional
+        Schema of the registry's tables in ``registry_db``, so that one
+        PostgreSQL database holds several repositories; default the
+        database's default schema.
     exist_ok : `bool`, optional
         If `True`, a radio_clean repository already at ``root`` (made by
         another process just now, perhaps) is opened instead.
@@ -71,13 +86,17 @@ def create_repo(root: str, *, registry_db: str | None = None, exist_ok: bool = F
     FileExistsError
         If ``root`` already holds a Butler repository (and not ``exist_ok``).
     RepoCreationError
-        If ``root`` is a file, or the directory cannot be made or written.
+        If ``root`` is a file, or the directory cannot be made or written,
+        or the registry database cannot be used.
     """
     seed = Config(SEED_CONFIG)
     if registry_db is not None:
         seed["registry", "db"] = registry_db
+    if registry_namespace is not None:
+        seed["registry", "namespace"] = registry_namespace
     if "://" in root:
-        Butler.makeRepo(root, config=seed, dimensionConfig=Config(DIMENSIONS_CONFIG))
+        with _registry_errors(registry_db):
+            Butler.makeRepo(root, config=seed, dimensionConfig=Config(DIMENSIONS_CONFIG))
         return Butler.from_config(root, writeable=True)
     if os.path.exists(root) and not os.path.isdir(root):
         raise RepoCreationError(f"{root} is a file, not a directory; give a directory for the repository.")
@@ -86,7 +105,8 @@ def create_repo(root: str, *, registry_db: str | None = None, exist_ok: bool = F
         with _locked(root):
             exists = os.path.exists(os.path.join(root, "butler.yaml"))
             if not exists:
-                _make_repo_in_place(root, seed)
+                with _registry_errors(registry_db):
+                    _make_repo_in_place(root, seed)
     except OSError as err:
         raise RepoCreationError(
             f"Cannot create a repository in {root} ({err.strerror or err}); "
@@ -98,18 +118,72 @@ def create_repo(root: str, *, registry_db: str | None = None, exist_ok: bool = F
 
 
 @contextlib.contextmanager
+def _registry_errors(registry_db: str | None) -> Iterator[None]:
+    """Say in one sentence why a registry database given by the user cannot hold a new repository."""
+    if registry_db is None:
+        yield
+        return
+    try:
+        yield
+    except (sqlalchemy.exc.SQLAlchemyError, RuntimeError, ImportError) as err:
+        if isinstance(err, sqlalchemy.exc.IntegrityError) or "non-empty database" in str(err):
+            reason = "the database already holds a Butler registry; give an empty database (or another "
+            reason += "--registry-namespace)"
+        else:
+            reason = str(getattr(err, "orig", None) or err).strip().splitlines()[0].rstrip(".")
+        message = f"Cannot create a repository with registry {registry_db}: {reason}."
+        raise RepoCreationError(message) from None
+
+
+@contextlib.contextmanager
 def repo_lock(root: str) -> Iterator[None]:
-    """Hold an exclusive lock on a repository directory while registering what two processes could race on.
+    """Hold an exclusive lock on a repository while registering what two processes could race on.
 
     Two runs that ingest the same MeasurementSet at once would both find it
     new and both insert its dimension records; under this lock the second
-    finds it ingested. A repository given by URI is not locked.
+    finds it ingested. A repository whose registry is PostgreSQL is locked in
+    the database (an advisory lock named after its schema), so processes on
+    every machine that shares it wait for each other, whatever path or URI
+    they open it by; one on SQLite is locked by its directory. A repository
+    given by URI with an SQLite registry is not locked.
     """
+    registry = _registry_config(root)
+    if registry is not None and registry.getDialect() == "postgresql":
+        with _advisory_lock(registry):
+            yield
+        return
     if "://" in root:
         yield
         return
     with _locked(root):
         yield
+
+
+def _registry_config(root: str) -> RegistryConfig | None:
+    try:
+        return RegistryConfig(ButlerConfig(root))
+    except Exception:
+        return None  # not (yet) a repository: its directory is what there is to lock
+
+
+@contextlib.contextmanager
+def _advisory_lock(registry: RegistryConfig) -> Iterator[None]:
+    """Hold PostgreSQL's session advisory lock for radio_clean in this registry's schema."""
+    name = f"radio_clean.repo_lock:{registry.get('namespace') or ''}"
+    key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+    engine = registry.getDatabaseClass().makeEngine(registry.connectionString, writeable=True)
+    try:
+        with engine.connect() as connection:
+            connection.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"), {"key": key})
+            connection.commit()
+            try:
+                yield
+            finally:
+                # Also released when the connection closes (a killed process's server session ends).
+                connection.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+                connection.commit()
+    finally:
+        engine.dispose()
 
 
 @contextlib.contextmanager
