@@ -8,12 +8,11 @@ import sys
 import numpy as np
 import pytest
 
-import radio_clean  # noqa: F401  (sets up CASA's offline environment before casatools)
 from radio_clean.casa import CasaError
 from radio_clean.simulate import SkyComponent, read_array_config, simulate_ms
 
 # isort: split
-import casatools  # after radio_clean, which points casatools at its offline site config
+import casatools  # set up for offline use by conftest.py
 
 C = 299792458.0
 ARCSEC = math.pi / (180 * 3600)

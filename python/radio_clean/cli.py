@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from .casa import CasaError
+from .casa import CasaError, set_up_casa
 from .export import ExportError
 from .imaging import ImagingError
 from .ingest import INGEST_RUN, TRANSFER_MODES, IngestError, ingest_measurement_sets
@@ -302,6 +302,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # The loop reports each failed quantum itself, in the sentence that ends the run.
     if logging.getLogger().getEffectiveLevel() >= logging.WARNING:
         logging.getLogger("lsst.pipe.base.single_quantum_executor").setLevel(logging.CRITICAL)
+    # The process-wide set-up that importing radio_clean leaves to its entry points.
+    set_up_casa()
     previous_sigterm = signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:
         if getattr(args, "wants_argv", False):

@@ -142,7 +142,7 @@ def _direction_check(text: str | None) -> bool:
 
 def _is_casa_angle(text: str) -> bool:
     # CASA's angle forms (19h30m00, -40d00m00, 13:05:27.2, -049.28.04.458, 5.1rad) are read by its quanta.
-    import casatools
+    from .casa import casatools
 
     quanta = casatools.quanta()
     try:

@@ -49,13 +49,13 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-import casatools
 import numpy as np
 
 from .._scratch import make_scratch_dir, remove_stale_scratch
 from ..image import Beam, PlaneBeams, RadioImage
 from ._images import read_casa_image, write_casa_image
 from ._log import CasaError, casa_log_forwarded
+from ._setup import casatools
 
 _logger = logging.getLogger(__name__)
 
