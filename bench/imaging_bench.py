@@ -291,7 +291,9 @@ def _ms_path(data: str, workdir: str) -> str:
         (path,) = write_demo_data(directory)
         return path
     if data == "ngc5921":
-        from radio_clean.prepare import prepare_ngc5921
+        # Test support, not part of radio_clean: the checkout's tests/ngc5921_utils.py.
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "tests"))
+        from ngc5921_utils import prepare_ngc5921
 
         print("NGC5921: calibrating it, or reusing the calibrated MSs from an earlier run ...", flush=True)
         return prepare_ngc5921(os.path.join(directory, "ngc5921")).line_ms
@@ -406,7 +408,8 @@ def _tail(path: str, lines: int = 15) -> str:
 
 _TCLEAN = """
 import json, sys
-import radio_clean  # CASA's offline configuration, before casatasks is imported
+from radio_clean.casa import set_up_casa
+set_up_casa()  # CASA's offline configuration, before casatasks is imported
 from casatasks import tclean
 vis, imagename, parameters, result = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), sys.argv[4]
 summary = tclean(vis=vis, imagename=imagename, fullsummary=False, **parameters)
@@ -739,7 +742,9 @@ def main(argv: list[str] | None = None) -> int:
             )
         return 0
     # Configures CASA for offline use before anything imports casatools.
-    import radio_clean  # noqa: F401
+    from radio_clean.casa import set_up_casa
+
+    set_up_casa()
 
     os.makedirs(args.workdir, exist_ok=True)
     subreaper = _become_subreaper()
