@@ -116,8 +116,8 @@ def test_choices_take_empty_and_none_where_tclean_does(name):
 
     tclean's schema refuses None for every choice, and takes '' for datacolumn, veltype and normtype
     (no list of allowed values). tclean reads datacolumn='' as 'corrected' and veltype='' as 'radio'
-    (same images, same spectral axis); a mosaic run with normtype='' ends the process, so radio_clean
-    refuses that one '' up front.
+    (same images, same spectral axis); a mosaic run with normtype='' crashes with a segmentation
+    fault, so radio_clean refuses that one '' up front.
     """
     from casatools.typecheck import CasaValidator
 

@@ -377,9 +377,9 @@ class CleanParametersConfig(Config):
     pblimit = Field(
         dtype=float, doc="PB level below which images are blanked (negative: do not blank).", default=0.2
     )
-    # tclean's schema takes '' here too, but a mosaic run with it ends the process: refused. None is
-    # refused by every choice (optional=False; pex_config's ChoiceField takes None by default), as
-    # tclean's schema refuses it.
+    # tclean's schema takes '' here too, but a mosaic run with it crashes (segmentation fault in
+    # casatools 6.7.5): refused. None is refused by every choice (optional=False; pex_config's
+    # ChoiceField takes None by default), as tclean's schema refuses it.
     normtype = ChoiceField(
         dtype=str,
         optional=False,
