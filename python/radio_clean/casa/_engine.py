@@ -473,6 +473,8 @@ def casa_calls(directory: str) -> Iterator[None]:
         working_directory = os.getcwd()
     except FileNotFoundError:  # removed under us (e.g. a test's directory at exit)
         working_directory = tempfile.gettempdir()
+    # The working directory is the process's: casatools steps run one at a time (casatools is not
+    # thread-safe), and it is restored, whatever happens, before the step returns.
     os.chdir(directory)
     try:
         with casa_log_forwarded():

@@ -6,6 +6,7 @@ import atexit
 import contextlib
 import faulthandler
 import logging
+import multiprocessing.util
 import os
 import re
 import shutil
@@ -71,6 +72,9 @@ class _CasaLogForwarder:
         self._offset = 0
         self.attach(sink)
         atexit.register(self.close)
+        # multiprocessing's workers (pipetask -j spawns them) end with os._exit, which skips atexit;
+        # they run multiprocessing's finalizers first (only in the process that registered them).
+        multiprocessing.util.Finalize(None, self.close, exitpriority=10)
         # pipetask forks each quantum from a process that has imported radio_clean; with a
         # shared file, quanta running side by side would forward each other's messages.
         os.register_at_fork(after_in_child=self._use_own_file)
