@@ -295,7 +295,9 @@ def _ms_path(data: str, workdir: str) -> str:
         (path,) = write_demo_data(directory)
         return path
     if data == "ngc5921":
-        from radio_clean.prepare import prepare_ngc5921
+        # Test support, not part of radio_clean: the checkout's tests/ngc5921_utils.py.
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "tests"))
+        from ngc5921_utils import prepare_ngc5921
 
         print("NGC5921: calibrating it, or reusing the calibrated MSs from an earlier run ...", flush=True)
         return prepare_ngc5921(os.path.join(directory, "ngc5921")).line_ms
@@ -778,9 +780,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     # Configures CASA for offline use before anything imports casatools.
     _ENVIRONMENT_BEFORE_RADIO_CLEAN.update({name: os.environ.get(name) for name in ("OMP_WAIT_POLICY",)})
-    from radio_clean._environment import configure_casa_environment
+    from radio_clean.casa import set_up_casa
 
-    configure_casa_environment()
+    set_up_casa()
 
     os.makedirs(args.workdir, exist_ok=True)
     subreaper = _become_subreaper()

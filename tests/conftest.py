@@ -4,7 +4,10 @@ import shutil
 
 import pytest
 
-import radio_clean  # noqa: F401  (sets up casatools before anything imports it)
+from radio_clean.casa import set_up_casa
+
+# Tests use casatools and casatasks directly too: set CASA up before any test module imports them.
+set_up_casa()
 
 
 @pytest.fixture(scope="session")
@@ -31,7 +34,7 @@ def ngc5921_prepared(tmp_path_factory):
 
     Treat the MeasurementSets as read-only; use ``ngc5921_line_ms`` for a copy to modify.
     """
-    from radio_clean.prepare import prepare_ngc5921
+    from ngc5921_utils import prepare_ngc5921
 
     return prepare_ngc5921(str(tmp_path_factory.mktemp("ngc5921")))
 

@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-import radio_clean  # noqa: F401  (sets up casatools before anything imports it)
 from radio_clean.automask import (
     AutoMaskParameters,
     AutoMaskState,

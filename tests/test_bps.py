@@ -22,7 +22,6 @@ from lsst.ctrl.bps.quantum_clustering_funcs import check_clustering_config
 from lsst.daf.butler import Butler
 from lsst.pipe.base import Pipeline
 
-import radio_clean  # noqa: F401  (sets up casatools before anything imports it)
 from radio_clean.cli import main
 from radio_clean.pipeline import STEPS
 

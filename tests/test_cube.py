@@ -2,10 +2,10 @@
 
 import numpy as np
 import pytest
+from clean_utils import run_clean
 
 from radio_clean.casa import read_casa_image
 from radio_clean.image import PlaneBeams
-from radio_clean.testing import run_clean
 
 PARAMETERS = dict(
     imsize=[96],

@@ -15,6 +15,7 @@ import time
 
 import pytest
 from astropy.io import fits
+from clean_utils import tree_checksums
 from lsst.daf.butler import Butler
 
 from radio_clean.cli import main
@@ -22,7 +23,6 @@ from radio_clean.ingest import INGEST_RUN
 from radio_clean.parameters import CleanParametersConfig
 from radio_clean.preflight import PreflightError, check_visibilities_readable
 from radio_clean.resources import estimate_resources
-from radio_clean.testing import tree_checksums
 
 SMALL = ["--set", "imsize=64", "--set", "cell=2arcsec", "--set", "niter=20"]
 ORIGINAL_PEAK = 29.77  # restored peak of the demo MS with SMALL (Jy/beam)
@@ -39,7 +39,10 @@ def _peak(export):
 
 def _modify(ms, statements):
     """Change the MS in a process of its own, as a user's calibration would (this one may hold it open)."""
-    code = "import radio_clean, casatools\nt = casatools.table()\nt.open(%r, nomodify=False)\n%s\nt.close()\n"
+    code = (
+        "from radio_clean.casa import casatools\n"
+        "t = casatools.table()\nt.open(%r, nomodify=False)\n%s\nt.close()\n"
+    )
     subprocess.run([sys.executable, "-c", code % (ms, statements)], check=True, capture_output=True)
 
 

@@ -6,7 +6,7 @@ dozen major cycles; the loop (`radio_clean.loop.CleanLoop`) now grows a
 3C273 at 0.5 arcsec cells, cleaned to 1 mJy with cyclefactor 4 (cycle
 thresholds near the peak residual, so few iterations per minor cycle), needs
 about 25 major cycles. Both runs go through ``radio-clean image``'s own code
-path (`radio_clean.testing.run_clean`) and tclean on the same MS with the same
+path (`clean_utils.run_clean`) and tclean on the same MS with the same
 parameters, in the test's own ``tmp_path``.
 """
 
@@ -16,11 +16,10 @@ import time
 
 import numpy as np
 import pytest
+from clean_utils import run_clean
 from lsst.daf.butler import Butler
 
-import radio_clean  # noqa: F401  (sets up casatools before anything imports it)
 from radio_clean.casa import read_casa_image, reattach_casa_log
-from radio_clean.testing import run_clean
 
 IMAGE_TOLERANCE = 1e-3
 """Largest |ours - tclean| of restored image, residual and model, as a fraction of tclean's image peak

@@ -6,12 +6,11 @@ import os
 import numpy as np
 import pytest
 
-import radio_clean  # noqa: F401  (sets up CASA's offline environment before casatools)
 from radio_clean.casa import CasaError
 from radio_clean.demo import DEMO_DATASETS, write_demo_data, write_demo_ms
 
 # isort: split
-import casatools  # after radio_clean, which points casatools at its offline site config
+import casatools  # set up for offline use by conftest.py
 
 
 def _snapshot(path):

@@ -18,7 +18,6 @@ from astropy.io import fits
 from astropy.time import Time
 from astropy.wcs import WCS
 
-import radio_clean  # noqa: F401  (sets up casatools before anything imports it)
 from radio_clean.casa import reattach_casa_log
 from radio_clean.cli import main
 from radio_clean.fits_cards import software_versions

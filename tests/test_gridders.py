@@ -1,7 +1,7 @@
 """Parity with tclean of the mosaic and widefield gridders.
 
 As in ``test_parity.py``: the same MS goes through ``radio-clean image``'s code
-path (`radio_clean.testing.run_clean`) and through tclean with the same tclean
+path (`clean_utils.run_clean`) and through tclean with the same tclean
 parameters, and the restored image, residual, model, PSF, primary beam, mask,
 restoring beam and iteration summary are compared with the same tolerances.
 
@@ -18,6 +18,7 @@ import math
 
 import numpy as np
 import pytest
+from clean_utils import run_clean, tree_checksums
 from test_parity import (
     BEAM_TOLERANCE,
     IMAGE_TOLERANCE,
@@ -27,10 +28,8 @@ from test_parity import (
     _run_tclean,
 )
 
-import radio_clean  # noqa: F401  (sets up casatools before anything imports it)
 from radio_clean.casa import read_casa_image, read_ms_info
 from radio_clean.simulate import SkyComponent, simulate_ms
-from radio_clean.testing import run_clean, tree_checksums
 
 MOSAIC_SPACING_ARCSEC = 26.0
 """Half the FWHM of ALMA's 12 m primary beam at 100 GHz (about 58 arcsec)."""

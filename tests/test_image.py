@@ -7,11 +7,7 @@ import os
 import shutil
 import uuid
 
-# radio_clean sets up casatools for offline use; it must be imported before casatools.
-import radio_clean.image_fits
-
-# isort: split
-import casatools
+import casatools  # set up for offline use by conftest.py
 import numpy as np
 import pytest
 from astropy.io import fits
@@ -19,6 +15,7 @@ from astropy.io.fits.hdu.image import _ImageBaseHDU
 from astropy.wcs import WCS
 from lsst.daf.butler import DatasetProvenance, DatasetType
 
+import radio_clean.image_fits
 from radio_clean.casa import CasaError, read_casa_image, write_casa_image
 from radio_clean.image import STOKES_CODES, Beam, PlaneBeams, RadioImage, make_image_wcs
 from radio_clean.repo import create_repo

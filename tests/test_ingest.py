@@ -7,12 +7,12 @@ import sys
 
 import casatools
 import pytest
+from clean_utils import registry_snapshot, tree_checksums
 from lsst.daf.butler import Butler
 
 from radio_clean.cli import main
 from radio_clean.ingest import INGEST_RUN, ingest_measurement_sets
 from radio_clean.repo import create_repo
-from radio_clean.testing import registry_snapshot, tree_checksums
 
 # 3C273 in the MS is at B1950 12h26m33.248s +02d19m43.29s; J2000 from NED: 12h29m06.70s +02d03m08.6s.
 RA_3C273_J2000 = 187.277916

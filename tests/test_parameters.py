@@ -6,13 +6,19 @@ its defaults and checks from the config, so nothing can drift apart.
 """
 
 import dataclasses
+import functools
+import inspect
 
 import pytest
+from astropy.wcs import WCS
+from lsst.pex.config import ChoiceField
 
 from radio_clean.automask import AutoMaskParameters
+from radio_clean.casa._casatasks import casatasks_package
 from radio_clean.casa._synthesis import tclean_defaults
+from radio_clean.fits_cards import observation_cards
 from radio_clean.imaging import read_parameters
-from radio_clean.parameters import CleanParametersConfig, ParameterError, parse_parameter
+from radio_clean.parameters import CleanParametersConfig, ParameterError, parameter_problem, parse_parameter
 
 
 def test_every_default_is_tcleans():
@@ -87,3 +93,77 @@ def test_auto_multithresh_values_tclean_documents_are_taken(setting, value):
     name = setting.partition("=")[0]
     assert getattr(parameters, name) == value
     assert getattr(AutoMaskParameters(**{name: value}), name) == value
+
+
+@functools.cache
+def _tclean_schema():
+    """The schema tclean checks its arguments against (a literal in its ``__call__``)."""
+    from casatools.coercetype import coerce
+
+    source = inspect.getsource(type(casatasks_package().tclean).__call__)
+    line = next(line.strip() for line in source.splitlines() if line.strip().startswith("schema = {"))
+    return eval(line.removeprefix("schema = "), {"_coerce": coerce})
+
+
+CHOICES = sorted(
+    name for name, field in CleanParametersConfig._fields.items() if isinstance(field, ChoiceField)
+)
+
+
+@pytest.mark.parametrize("name", CHOICES)
+def test_choices_take_empty_and_none_where_tclean_does(name):
+    """'' and None are taken where tclean's own check takes them, and only there.
+
+    tclean's schema refuses None for every choice, and takes '' for datacolumn, veltype and normtype
+    (no list of allowed values). tclean reads datacolumn='' as 'corrected' and veltype='' as 'radio'
+    (same images, same spectral axis); a mosaic run with normtype='' crashes with a segmentation
+    fault, so radio_clean refuses that one '' up front.
+    """
+    from casatools.typecheck import CasaValidator
+
+    assert len(CHOICES) == 10
+    for value in ("", None):
+        tclean_takes = CasaValidator().validate({name: value}, {name: _tclean_schema()[name]})
+        expected = tclean_takes and (name, value) != ("normtype", "")
+        assert (parameter_problem(name, value) is None) == expected, (name, value)
+    assert [name for name in CHOICES if parameter_problem(name, "") is None] == ["datacolumn", "veltype"]
+
+
+def test_empty_choices_as_pasted_from_tclean():
+    parameters, _ = read_parameters(None, ["datacolumn=''", 'veltype=""'])
+    assert (parameters.datacolumn, parameters.veltype) == ("", "")
+    parameters, _ = read_parameters(None, ["datacolumn=", "veltype="])
+    assert (parameters.datacolumn, parameters.veltype) == ("", "")
+    with pytest.raises(ParameterError) as caught:
+        read_parameters(None, ["normtype="])
+    assert str(caught.value) == (
+        "Value '' of tclean parameter 'normtype' is not allowed: it must be one of 'flatnoise', 'flatsky', "
+        "'pbsquare' (Mosaic normalization.)"
+    )
+    with pytest.raises(ParameterError) as caught:
+        read_parameters(None, ["gridder=None"])
+    assert "it must be one of 'standard', 'wproject', 'widefield', 'mosaic'" in str(caught.value)
+
+
+def test_none_is_refused_up_front(tmp_path):
+    # YAML's null reaches the config as None: refused with the one sentence, as tclean refuses it.
+    params = tmp_path / "params.yaml"
+    params.write_text("weighting: null\n")
+    with pytest.raises(ParameterError) as caught:
+        read_parameters(str(params), [])
+    assert str(caught.value) == (
+        "Value 'None' of tclean parameter 'weighting' is not allowed: it must be one of 'natural', "
+        "'uniform', 'briggs', 'briggsabs', 'briggsbwtaper' (Imaging weights.)"
+    )
+
+
+def test_empty_veltype_is_written_as_radio():
+    wcs = WCS(naxis=4)
+    wcs.wcs.ctype = ["RA---SIN", "DEC--SIN", "FREQ", "STOKES"]
+    wcs.wcs.crval = [187.5, 2.0, 1.4e9, 1.0]
+    wcs.wcs.restfrq = 1.420405752e9
+    wcs.wcs.specsys = "LSRK"
+    cards = {veltype: observation_cards(wcs, telescope="VLA", object_name="X", veltype=veltype)
+             for veltype in ("radio", "", "optical")}  # fmt: skip
+    assert [str(card) for card in cards[""]] == [str(card) for card in cards["radio"]]
+    assert [str(card) for card in cards["optical"]] != [str(card) for card in cards["radio"]]

@@ -1,7 +1,7 @@
 """Parity of the CLEAN task chain with tclean, case by case.
 
 Every case runs ``radio-clean image``'s code path (repository, ingest, the
-CLEAN loop and its executor, through `radio_clean.testing.run_clean`) and tclean with the same tclean
+CLEAN loop and its executor, through `clean_utils.run_clean`) and tclean with the same tclean
 parameters on the same MeasurementSet, then compares restored image,
 residual, model, PSF, primary beam, masks and iteration control (stop code,
 iterations, major cycles).
@@ -19,11 +19,10 @@ import shutil
 
 import numpy as np
 import pytest
+from clean_utils import run_clean, tree_checksums
 
-import radio_clean  # noqa: F401  (sets up casatools before anything imports it)
 from radio_clean.casa import read_casa_image, read_ms_info, reattach_casa_log
 from radio_clean.simulate import SkyComponent, simulate_ms
-from radio_clean.testing import run_clean, tree_checksums
 
 IMAGE_TOLERANCE = 1e-3
 """Largest |ours - tclean| of restored image, residual and model, as a fraction of tclean's image peak."""

@@ -11,12 +11,12 @@ import sys
 import numpy as np
 import pytest
 from astropy.io import fits
+from clean_utils import tree_checksums
 from lsst.daf.butler import Butler
 
 from radio_clean.casa import read_casa_image
 from radio_clean.cli import main
 from radio_clean.pipeline import STEPS, clean_pipeline, pipeline_for, shipped_pipelines, to_yaml
-from radio_clean.testing import tree_checksums
 
 PIPELINES = os.path.join(os.path.dirname(__file__), os.pardir, "pipelines")
 

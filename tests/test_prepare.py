@@ -1,4 +1,4 @@
-"""Tests of radio_clean.prepare: casadata's raw VLA NGC5921 calibrated with casatasks.
+"""Tests of the test support ngc5921_utils: casadata's raw VLA NGC5921 calibrated with casatasks.
 
 The calibration runs once per test session (per xdist worker) in the
 ``ngc5921_prepared`` fixture, which other tests may use too; it takes about
@@ -8,13 +8,10 @@ The calibration runs once per test session (per xdist worker) in the
 import json
 import os
 
+import ngc5921_utils as prepare
 import numpy as np
 import pytest
-
-import radio_clean  # noqa: F401  (sets up CASA's offline environment before casatools)
-import radio_clean.prepare as prepare
-from radio_clean.casa import CasaError, casa_log_forwarded, reattach_casa_log
-from radio_clean.prepare import (
+from ngc5921_utils import (
     CALIBRATED_MS_NAME,
     LINE_MS_NAME,
     SUMMARY_NAME,
@@ -22,8 +19,10 @@ from radio_clean.prepare import (
     prepare_ngc5921,
 )
 
+from radio_clean.casa import CasaError, casa_log_forwarded, reattach_casa_log
+
 # isort: split
-import casatools  # after radio_clean, which points casatools at its offline site config
+import casatools  # set up for offline use by conftest.py
 
 # Channels of NGC5921 without HI emission (CASA's tutorial), and the two flagged edge channels.
 LINE_FREE = np.r_[4:7, 50:60]

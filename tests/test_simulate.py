@@ -8,12 +8,12 @@ import sys
 import numpy as np
 import pytest
 
-import radio_clean  # noqa: F401  (sets up CASA's offline environment before casatools)
 from radio_clean.casa import CasaError
+from radio_clean.cli import main
 from radio_clean.simulate import SkyComponent, read_array_config, simulate_ms
 
 # isort: split
-import casatools  # after radio_clean, which points casatools at its offline site config
+import casatools  # set up for offline use by conftest.py
 
 C = 299792458.0
 ARCSEC = math.pi / (180 * 3600)
@@ -250,7 +250,8 @@ def test_full_polarisation(workdir):
 PREDICT_WITH_DIRTY_HEAP = """
 import sys
 import numpy as np
-import radio_clean
+from radio_clean.casa import set_up_casa
+set_up_casa()
 from radio_clean.simulate import SkyComponent, simulate_ms
 import casatools
 
@@ -460,3 +461,53 @@ def test_bad_components():
         SkyComponent(1.0, shape="gaussian", major_arcsec=1.0, minor_arcsec=2.0)
     with pytest.raises(ValueError, match="finite"):
         SkyComponent(float("nan"))
+
+
+def test_simulate_command(tmp_path, capsys):
+    """``radio-clean simulate``: the MS and its truth as asked, one line that says what was written."""
+    ms, truth = tmp_path / "cli.ms", tmp_path / "cli.cl"
+    sources = ["--source", "flux=1.5", "--source", "flux=0.5,east=30,major=20,minor=10"]
+    status = main(["simulate", str(ms), *sources, "--hours", "0.1", "--nchan", "1", "--truth", str(truth)])
+    assert status == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == [
+        f"Wrote {ms}: field SIM, 27 antennas (vla.d), 2106 rows, 1 channel 1.4000-1.4000 GHz; "
+        "2 sources, 2 Jy in all.",
+        f"True sky (CASA component list): {truth}",
+    ]
+    vis = read_vis(str(ms))
+    assert vis["DATA"].shape == (2, 1, 2106)
+    # The point source at the phase centre and the Gaussian's integrated flux on the shortest baselines.
+    shortest = np.argsort(np.hypot(vis["UVW"][0], vis["UVW"][1]))[:20]
+    assert np.abs(vis["DATA"][0, 0, shortest]).min() > 1.9
+    components = casatools.componentlist()
+    components.open(str(truth))
+    try:
+        fluxes = [components.getfluxvalue(i)[0] for i in range(components.length())]
+        shapes = [components.shapetype(i) for i in range(components.length())]
+    finally:
+        components.done()
+    assert fluxes == pytest.approx([1.5, 0.5]) and shapes == ["Point", "Gaussian"]
+
+
+def test_simulate_command_refusals(tmp_path, capsys):
+    """Bad sources, bad values and existing files: one sentence, nothing written or replaced."""
+    ms, truth = tmp_path / "sky.ms", tmp_path / "sky.cl"
+    for source, message in [
+        ("flux=1,east=x", "east='x' in 'flux=1,east=x' is not a number."),
+        ("east=3", "'east=3' has no flux=JY."),
+        ("flux=1,size=3", "'size=3' in 'flux=1,size=3' is not one of flux=NUMBER"),
+        ("flux=1,major=1,minor=2", "needs major_arcsec >= minor_arcsec > 0"),
+    ]:
+        with pytest.raises(SystemExit) as raised:
+            main(["simulate", str(ms), "--source", source])
+        assert raised.value.code == 2
+        assert message in capsys.readouterr().err
+    assert main(["simulate", str(ms), "--source", "flux=1", "--nchan", "0"]) == 1
+    assert capsys.readouterr().err == (
+        f"radio-clean: error: Cannot simulate {ms}: n_chan (0) and n_spw (1) must be at least 1.\n"
+    )
+    truth.mkdir()
+    assert main(["simulate", str(ms), "--source", "flux=1", "--truth", str(truth)]) == 1
+    assert capsys.readouterr().err == f"radio-clean: error: {truth} exists; --overwrite replaces it.\n"
+    assert sorted(os.listdir(tmp_path)) == ["sky.cl"]

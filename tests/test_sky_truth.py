@@ -2,7 +2,7 @@
 
 The MeasurementSets come from `radio_clean.simulate.simulate_ms` (visibilities
 predicted analytically, Gaussian noise), imaged through ``radio-clean image``'s
-own code path (`radio_clean.testing.run_clean`: repository, ingest, the CLEAN
+own code path (`clean_utils.run_clean`: repository, ingest, the CLEAN
 loop). Sources sit on pixel centres (offsets in whole cells from the phase
 centre, which is the image centre), so that a point source's restored peak is
 its flux. Each test works in its own ``tmp_path``; the module runs under
@@ -13,13 +13,12 @@ import math
 
 import numpy as np
 import pytest
+from clean_utils import run_clean
 
-import radio_clean  # noqa: F401  (sets up casatools before anything imports it)
 from radio_clean.simulate import SkyComponent, simulate_ms
-from radio_clean.testing import run_clean
 
 # isort: split
-import casatools  # after radio_clean, which points casatools at its offline site config
+import casatools  # set up for offline use by conftest.py
 
 IMSIZE = 128
 FLUX_TOLERANCE = 0.02

@@ -10,6 +10,7 @@ import os
 import numpy as np
 import pytest
 import yaml
+from clean_utils import tree_checksums
 
 from radio_clean.casa import reattach_casa_log
 from radio_clean.chunks import output_channel_count
@@ -19,7 +20,6 @@ from radio_clean.ingest import ingest_measurement_sets
 from radio_clean.parameters import CleanParametersConfig, ParameterError
 from radio_clean.repo import create_repo, open_repo
 from radio_clean.selection import selection_query
-from radio_clean.testing import tree_checksums
 
 # (--set text, parameter, value in the config); the text is each of tclean's documented examples.
 DOCUMENTED_FORMS = [

@@ -12,9 +12,8 @@ import sys
 
 import numpy as np
 import pytest
+from clean_utils import run_clean
 from lsst.daf.butler import Butler
-
-from radio_clean.testing import run_clean
 
 _CASES = {
     "hogbom-automask": {

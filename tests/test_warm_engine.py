@@ -17,7 +17,6 @@ import subprocess
 import numpy as np
 import pytest
 
-import radio_clean  # noqa: F401  (sets up casatools before anything imports it)
 from radio_clean import casa
 from radio_clean._scratch import remove_stale_scratch, scratch_host
 from radio_clean.casa import IterationHistory, _synthesis, read_ms_info

@@ -1,7 +1,8 @@
-"""Radio-interferometric synthesis imaging (CLEAN) as Rubin Gen3 PipelineTasks."""
+"""Radio-interferometric synthesis imaging (CLEAN) as Rubin Gen3 PipelineTasks.
 
-from ._environment import configure_casa_environment
+Importing radio_clean or any of its modules changes no process state;
+`radio_clean.casa.set_up_casa` sets casatools up (``radio-clean`` calls it,
+and the first casatools call through `radio_clean.casa` does).
+"""
 
-configure_casa_environment()
-
-from .version import __version__  # noqa: E402
+from .version import __version__

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from .casa import CasaError
+from .casa import CasaError, set_up_casa
 from .export import ExportError
 from .imaging import ImagingError
 from .ingest import INGEST_RUN, TRANSFER_MODES, IngestError, ingest_measurement_sets
@@ -61,6 +61,83 @@ def _demo_data(args: argparse.Namespace) -> None:
 
     for path in write_demo_data(args.directory, datasets=tuple(args.datasets)):
         print(path)
+
+
+_SOURCE_KEYS = {
+    "flux": "flux_jy",
+    "east": "east",
+    "north": "north",
+    "major": "major_arcsec",
+    "minor": "minor_arcsec",
+    "pa": "pa_deg",
+    "alpha": "spectral_index",
+}
+
+
+def _sky_component(text: str):
+    """``--source flux=1.2,east=30,north=-20[,major=20,minor=10,pa=45][,alpha=-0.7]`` as a SkyComponent."""
+    from .simulate import SkyComponent
+
+    values: dict[str, float] = {}
+    for item in text.split(","):
+        key, equals, value = item.partition("=")
+        key = key.strip()
+        if not equals or key not in _SOURCE_KEYS:
+            known = ", ".join(f"{k}=NUMBER" for k in _SOURCE_KEYS)
+            raise argparse.ArgumentTypeError(f"{item.strip()!r} in {text!r} is not one of {known}.")
+        try:
+            values[_SOURCE_KEYS[key]] = float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{key}={value!r} in {text!r} is not a number.") from None
+    if "flux_jy" not in values:
+        raise argparse.ArgumentTypeError(f"{text!r} has no flux=JY.")
+    offset = (values.pop("east", 0.0), values.pop("north", 0.0))
+    shape = "gaussian" if {"major_arcsec", "minor_arcsec"} & set(values) else "point"
+    try:
+        return SkyComponent(offset_arcsec=offset, shape=shape, **values)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"{text!r}: {err}") from None
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
+def _simulate(args: argparse.Namespace) -> None:
+    from .simulate import simulate_ms
+
+    # Both checked before anything is written: no MS is left without the truth that was asked for.
+    for path in (args.ms, args.truth):
+        if path and os.path.lexists(path) and not args.overwrite:
+            raise FileExistsError(f"{path} exists; --overwrite replaces it.")
+    try:
+        sky = simulate_ms(
+            args.ms,
+            args.source,
+            array=args.array,
+            phase_centre=args.phase_centre,
+            freq_start_hz=args.freq_ghz * 1e9,
+            chan_width_hz=args.channel_width_mhz * 1e6,
+            n_chan=args.nchan,
+            hours=args.hours,
+            integration_s=args.integration,
+            noise_jy=args.noise,
+            seed=args.seed,
+            primary_beam=args.primary_beam,
+            overwrite=args.overwrite,
+        )
+    except ValueError as err:
+        raise CasaError(f"Cannot simulate {args.ms}: {err}") from None
+    frequencies = [f for window in sky.channel_freqs_hz for f in window]
+    print(
+        f"Wrote {sky.path}: field {sky.field_name}, {sky.n_antennas} antennas ({args.array}), "
+        f"{sky.n_rows} rows, {_count(len(frequencies), 'channel')} "
+        f"{min(frequencies) / 1e9:.4f}-{max(frequencies) / 1e9:.4f} GHz; "
+        f"{_count(len(sky.components), 'source')}, {float(sky.flux_at(sky.ref_freq_hz)):g} Jy in all."
+    )
+    if args.truth:
+        truth = sky.write_component_list(args.truth, overwrite=args.overwrite)
+        print(f"True sky (CASA component list): {truth}")
 
 
 def _image(args: argparse.Namespace, argv: Sequence[str]) -> None:
@@ -182,6 +259,51 @@ def _build_parser() -> argparse.ArgumentParser:
         help="Which demo data to write (default 3C273XC1).",
     )
     demo.set_defaults(func=_demo_data)
+
+    simulate = commands.add_parser(
+        "simulate",
+        help="Write a MeasurementSet that observes a sky you give (point and Gaussian sources).",
+        description="Simulate an interferometric observation of known sources with casatools' simulator "
+        "(antenna layouts from casadata, a track centred on transit, visibilities predicted analytically, "
+        "optional thermal noise): a sky whose truth you know, to image and compare.",
+    )
+    simulate.add_argument("ms", help="The MeasurementSet to write (its directory must exist).")
+    simulate.add_argument(
+        "--source",
+        type=_sky_component,
+        action="append",
+        default=[],
+        metavar="SOURCE",
+        help="A source, flux=JY[,east=ARCSEC,north=ARCSEC][,major=ARCSEC,minor=ARCSEC,pa=DEG][,alpha=INDEX] "
+        "(repeat for more): flux density at the band centre, offset east and north of the phase centre, "
+        "FWHM and position angle (east of north) of a Gaussian, spectral index.",
+    )
+    simulate.add_argument(
+        "--array",
+        default="vla.d",
+        help="Antenna layout in casadata's alma/simmos, or a .cfg (default vla.d).",
+    )
+    simulate.add_argument(
+        "--phase-centre", default="J2000 12h30m00s +10d00m00s", help="Phase centre (default %(default)s)."
+    )
+    simulate.add_argument("--freq-ghz", type=float, default=1.4, help="First channel's centre (default 1.4).")
+    simulate.add_argument("--channel-width-mhz", type=float, default=16.0, help="Channel width (default 16).")
+    simulate.add_argument("--nchan", type=int, default=4, help="Channels (default 4).")
+    simulate.add_argument("--hours", type=float, default=1.0, help="Track length (default 1).")
+    simulate.add_argument("--integration", type=float, default=60.0, help="Seconds per row (default 60).")
+    simulate.add_argument(
+        "--noise",
+        type=float,
+        default=0.0,
+        help="Noise per visibility, real and imaginary part, Jy (default 0).",
+    )
+    simulate.add_argument("--seed", type=int, default=1, help="Seed of the noise (default 1).")
+    simulate.add_argument(
+        "--primary-beam", action="store_true", help="Attenuate the sources by the telescope's primary beam."
+    )
+    simulate.add_argument("--truth", help="Also write the true sky as a CASA component list here.")
+    simulate.add_argument("--overwrite", action="store_true", help="Replace an existing MS (and --truth).")
+    simulate.set_defaults(func=_simulate)
 
     image = commands.add_parser(
         "image",
@@ -308,6 +430,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # The loop reports each failed quantum itself, in the sentence that ends the run.
     if logging.getLogger().getEffectiveLevel() >= logging.WARNING:
         logging.getLogger("lsst.pipe.base.single_quantum_executor").setLevel(logging.CRITICAL)
+    # The process-wide set-up that importing radio_clean leaves to its entry points.
+    set_up_casa()
     previous_sigterm = signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:
         if getattr(args, "wants_argv", False):

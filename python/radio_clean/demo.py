@@ -29,11 +29,7 @@ import shutil
 import tempfile
 from collections.abc import Iterable
 
-# Importing this module first runs radio_clean/__init__.py, which sets up CASA's offline
-# environment before casatools is imported.
-import casatools
-
-from .casa import CasaError, casa_log_forwarded, is_measurement_set
+from .casa import CasaError, casa_log_forwarded, casatools, is_measurement_set
 
 _log = logging.getLogger(__name__)
 

@@ -102,7 +102,7 @@ def _observation_cards(
     if lon_type == "RA":
         cards.append(fits.Card("OBSRA", crval1, "[deg] Phase centre right ascension"))
         cards.append(fits.Card("OBSDEC", crval2, "[deg] Phase centre declination"))
-    radio = veltype == "radio"
+    radio = veltype in ("radio", "")  # tclean reads veltype='' as radio
     if restfrq > 0:
         if radio:
             velocity = _SPEED_OF_LIGHT * (1.0 - crval3 / restfrq)
@@ -138,8 +138,9 @@ def observation_cards(
     observer : `str`, optional
         The observer named in the MeasurementSet (``OBSERVER``).
     veltype : `str`, optional
-        tclean's ``veltype``: ``radio`` adds 256 to ``VELREF`` and gives the
-        radio velocity in ``ALTRVAL``; any other is written as optical.
+        tclean's ``veltype``: ``radio`` (or ``''``, which tclean reads as
+        radio) adds 256 to ``VELREF`` and gives the radio velocity in
+        ``ALTRVAL``; any other is written as optical.
 
     Returns
     -------

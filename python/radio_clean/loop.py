@@ -301,6 +301,8 @@ class _WorkerPool:
         # Not a plain fork: CASA's threads in this process may hold locks that a forked copy
         # would wait on forever. Workers are forked from a fresh server that has the imports.
         context = multiprocessing.get_context("forkserver")
+        # Process-wide (multiprocessing has one forkserver), so set here, when the loop starts its
+        # workers, never at import; the server starts with the first worker.
         context.set_forkserver_preload(["radio_clean.tasks._forkserver"])
         self._tasks = [context.Queue() for _ in range(count)]
         self._results = context.Queue()

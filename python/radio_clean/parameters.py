@@ -142,7 +142,7 @@ def _direction_check(text: str | None) -> bool:
 
 def _is_casa_angle(text: str) -> bool:
     # CASA's angle forms (19h30m00, -40d00m00, 13:05:27.2, -049.28.04.458, 5.1rad) are read by its quanta.
-    import casatools
+    from .casa import casatools
 
     quanta = casatools.quanta()
     try:
@@ -226,8 +226,15 @@ class CleanParametersConfig(Config):
     # Data selection within the field and band of the data ID.
     datacolumn = ChoiceField(
         dtype=str,
+        optional=False,
         doc="Visibility column to image; 'corrected' falls back to 'data' when the MS has no CORRECTED_DATA.",
-        allowed={"corrected": "CORRECTED_DATA", "data": "DATA", "model": "MODEL_DATA"},
+        # tclean's schema takes '' (no list of allowed values) and reads it as 'corrected'.
+        allowed={
+            "corrected": "CORRECTED_DATA",
+            "data": "DATA",
+            "model": "MODEL_DATA",
+            "": "as 'corrected' (tclean reads '' so)",
+        },
         default="corrected",
     )
     timerange = _TextField(doc="CASA time-range selection, e.g. '09:14:0~09:54:0' (tclean timerange).")
@@ -268,6 +275,7 @@ class CleanParametersConfig(Config):
     )
     stokes = ChoiceField(
         dtype=str,
+        optional=False,
         doc="Stokes planes to image.",
         default="I",
         allowed={stokes: f"Stokes/correlation planes {stokes}" for stokes in STOKES},
@@ -275,6 +283,7 @@ class CleanParametersConfig(Config):
     projection = Field(dtype=str, doc="Celestial projection (SIN, NCP, ...).", default="SIN")
     specmode = ChoiceField(
         dtype=str,
+        optional=False,
         doc="Spectral mode.",
         default="mfs",
         allowed={
@@ -304,6 +313,7 @@ class CleanParametersConfig(Config):
     )
     veltype = ChoiceField(
         dtype=str,
+        optional=False,
         doc="Velocity definition for start/width in velocity.",
         allowed={
             "radio": "radio",
@@ -312,6 +322,8 @@ class CleanParametersConfig(Config):
             "ratio": "ratio",
             "beta": "beta",
             "gamma": "gamma",
+            # tclean's schema takes '' (no list of allowed values) and reads it as 'radio'.
+            "": "as 'radio' (tclean reads '' so)",
         },
         default="radio",
     )
@@ -323,6 +335,7 @@ class CleanParametersConfig(Config):
     )
     interpolation = ChoiceField(
         dtype=str,
+        optional=False,
         doc="Spectral regridding of cube channels.",
         allowed={"linear": "linear", "nearest": "nearest neighbour", "cubic": "cubic"},
         default="linear",
@@ -340,6 +353,7 @@ class CleanParametersConfig(Config):
     # Gridding.
     gridder = ChoiceField(
         dtype=str,
+        optional=False,
         doc="Gridding/FT machine.",
         allowed={
             "standard": "prolate-spheroidal gridding",
@@ -363,8 +377,12 @@ class CleanParametersConfig(Config):
     pblimit = Field(
         dtype=float, doc="PB level below which images are blanked (negative: do not blank).", default=0.2
     )
+    # tclean's schema takes '' here too, but a mosaic run with it crashes (segmentation fault in
+    # casatools 6.7.5): refused. None is refused by every choice (optional=False; pex_config's
+    # ChoiceField takes None by default), as tclean's schema refuses it.
     normtype = ChoiceField(
         dtype=str,
+        optional=False,
         doc="Mosaic normalization.",
         default="flatnoise",
         allowed={"flatnoise": "flat noise", "flatsky": "flat sky", "pbsquare": "PB squared"},
@@ -379,6 +397,7 @@ class CleanParametersConfig(Config):
     # Weighting.
     weighting = ChoiceField(
         dtype=str,
+        optional=False,
         doc="Imaging weights.",
         allowed={
             "natural": "natural",
@@ -416,6 +435,7 @@ class CleanParametersConfig(Config):
     # Deconvolution.
     deconvolver = ChoiceField(
         dtype=str,
+        optional=False,
         doc="Minor-cycle algorithm.",
         allowed={
             "hogbom": "Hogbom CLEAN",
@@ -496,6 +516,7 @@ class CleanParametersConfig(Config):
     # Masking.
     usemask = ChoiceField(
         dtype=str,
+        optional=False,
         doc="Clean mask.",
         allowed={
             "user": "the mask given (or none: clean everywhere)",
@@ -793,7 +814,7 @@ def parse_parameter(name: str, value: object) -> object:
     result = converted if is_list else converted[0]
     # Check the value against the field now, so that the message names the parameter.
     try:
-        setattr(CleanParametersConfig(), name, result)
+        _check_value(name, result)
     except FieldValidationError as err:
         raise ParameterError(
             f"Value '{shown}' of tclean parameter '{name}' is not allowed: {_reason(err)} ({field.doc})"
@@ -815,10 +836,17 @@ def parameter_problem(name: str, value: object) -> str | None:
     with the same rules.
     """
     try:
-        setattr(CleanParametersConfig(), name, value)
+        _check_value(name, value)
     except FieldValidationError as err:
         return _reason(err)
     return None
+
+
+def _check_value(name: str, value: object) -> None:
+    config = CleanParametersConfig()
+    setattr(config, name, value)
+    # Assignment takes None whatever the field; validation refuses it where the field is not optional.
+    CleanParametersConfig._fields[name].validate(config)
 
 
 def _pasted(text: str) -> object:
@@ -890,6 +918,10 @@ def _reason(err: FieldValidationError) -> str:
     check = getattr(field, "check", None) or getattr(field, "itemCheck", None)
     if isinstance(check, _Range):
         return f"it must be {check.rule}"
+    if isinstance(field, ChoiceField):
+        # pex_config's own message shows '' and None bare ("Value  is not allowed"); say them as tclean would.
+        allowed = ", ".join(repr(value) for value in field.allowed if value is not None)
+        return f"it must be one of {allowed}"
     lines = str(err).splitlines()
     reason = lines[0].split("failed validation: ", 1)[-1].strip()
     allowed = [line.strip() for line in lines if line.strip().startswith("Allowed values")]

@@ -347,9 +347,7 @@ def check_measurement_set_readable(path: str) -> None:
     PreflightError
         Naming the MS and the column that cannot be read.
     """
-    import casatools
-
-    from .casa import casa_log_forwarded
+    from .casa import casa_log_forwarded, casatools
 
     table = casatools.table()
     column = None

@@ -61,12 +61,9 @@ import shutil
 import tempfile
 from collections.abc import Sequence
 
-# Importing this module first runs radio_clean/__init__.py, which sets up CASA's offline
-# environment before casatools is imported.
-import casatools
 import numpy as np
 
-from .casa import CasaError, casa_log_forwarded
+from .casa import CasaError, casa_log_forwarded, casatools
 
 _log = logging.getLogger(__name__)
 

@@ -1,15 +1,14 @@
 """The bridge to casatools: set-up, CASA's log, MeasurementSets, images and imaging.
 
 Every call into casatools goes through this package so that the offline site
-configuration is in force and CASA's log ends up in Python logging.
+configuration is in force and CASA's log ends up in Python logging. Importing
+it changes nothing in the process: `set_up_casa` does, explicitly or at the
+first casatools call.
 """
 
-from .._environment import configure_casa_environment
-
-configure_casa_environment()
-
-from ._engine import *  # noqa: E402
-from ._images import *  # noqa: E402
-from ._log import *  # noqa: E402
-from ._ms import *  # noqa: E402
-from ._synthesis import *  # noqa: E402
+from ._engine import *  # noqa: F403
+from ._images import *  # noqa: F403
+from ._log import *  # noqa: F403
+from ._ms import *  # noqa: F403
+from ._setup import *  # noqa: F403
+from ._synthesis import *  # noqa: F403

@@ -21,9 +21,8 @@ import os
 import sys
 from types import ModuleType
 
-import casatools
-
 from ._log import reattach_casa_log
+from ._setup import set_up_casa
 
 _NAME = "casatasks"
 
@@ -34,6 +33,8 @@ def casatasks_package() -> ModuleType:
     If casatasks was imported already (by a user's script, say), that
     package is returned as it is.
     """
+    # casaconfig, as casatools, reads the site configuration when it is imported.
+    casatools = set_up_casa()
     package = sys.modules.get(_NAME)
     if package is not None:
         return package

@@ -49,13 +49,13 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-import casatools
 import numpy as np
 
 from .._scratch import make_scratch_dir, remove_stale_scratch
 from ..image import Beam, PlaneBeams, RadioImage
 from ._images import read_casa_image, write_casa_image
 from ._log import CasaError, casa_log_forwarded
+from ._setup import casatools
 
 _logger = logging.getLogger(__name__)
 
@@ -473,6 +473,8 @@ def casa_calls(directory: str) -> Iterator[None]:
         working_directory = os.getcwd()
     except FileNotFoundError:  # removed under us (e.g. a test's directory at exit)
         working_directory = tempfile.gettempdir()
+    # The working directory is the process's: casatools steps run one at a time (casatools is not
+    # thread-safe), and it is restored, whatever happens, before the step returns.
     os.chdir(directory)
     try:
         with casa_log_forwarded():

@@ -11,12 +11,12 @@ import shutil
 import tempfile
 from typing import Any
 
-import casatools
 import numpy as np
 from astropy.wcs import WCS
 
 from ..image import FITS_SPECSYS_FROM_CASA, STOKES_CODES, Beam, PlaneBeams, RadioImage
 from ._log import CasaError, casa_log_forwarded
+from ._setup import casatools
 
 __all__ = ["common_beam", "read_casa_image", "write_casa_image"]
 

@@ -6,6 +6,7 @@ import atexit
 import contextlib
 import faulthandler
 import logging
+import multiprocessing.util
 import os
 import re
 import shutil
@@ -13,11 +14,16 @@ import sys
 import tempfile
 from collections.abc import Iterator
 
-import casatools
-
 from .._scratch import make_scratch_dir, remove_stale_scratch
+from ._setup import set_up_casa
 
-__all__ = ["CasaError", "casa_log_forwarded", "forward_casa_log", "reattach_casa_log"]
+__all__ = [
+    "CasaError",
+    "casa_log_forwarded",
+    "forward_casa_log",
+    "reattach_casa_log",
+    "start_casa_log_forwarding",
+]
 
 _casa_log = logging.getLogger("radio_clean.casa")
 
@@ -49,9 +55,14 @@ class _CasaLogForwarder:
     casatools can only log to a file. We give it a private file in a
     temporary directory and, after each casatools operation, re-emit the
     lines it appended as Python log records.
+
+    Parameters
+    ----------
+    sink : `casatools.logsink`
+        The sink to make global.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, sink) -> None:
         # Processes that end with os._exit (forkserver, bps and pipetask workers) or are killed
         # cannot remove theirs; the next process does.
         remove_stale_scratch(_SCRATCH_PREFIX)
@@ -59,8 +70,11 @@ class _CasaLogForwarder:
         self._owner = os.getpid()
         self._path = os.path.join(self._dir, "casa.log")
         self._offset = 0
-        self.attach(casatools.logsink())
+        self.attach(sink)
         atexit.register(self.close)
+        # multiprocessing's workers (pipetask -j spawns them) end with os._exit, which skips atexit;
+        # they run multiprocessing's finalizers first (only in the process that registered them).
+        multiprocessing.util.Finalize(None, self.close, exitpriority=10)
         # pipetask forks each quantum from a process that has imported radio_clean; with a
         # shared file, quanta running side by side would forward each other's messages.
         os.register_at_fork(after_in_child=self._use_own_file)
@@ -115,7 +129,19 @@ class _CasaLogForwarder:
                 os.remove(self._path)
 
 
-_forwarder = _CasaLogForwarder()
+_forwarder: _CasaLogForwarder | None = None
+
+
+def start_casa_log_forwarding(sink) -> None:
+    """Make ``sink`` CASA's global log sink and forward what it logs, from now on.
+
+    Called once, by `set_up_casa`: the forwarder's scratch file is removed
+    at exit (``atexit``), and a forked child writes a file of its own
+    (``os.register_at_fork``).
+    """
+    global _forwarder
+    if _forwarder is None:
+        _forwarder = _CasaLogForwarder(sink)
 
 
 def reattach_casa_log(sink) -> None:
@@ -124,13 +150,16 @@ def reattach_casa_log(sink) -> None:
     Importing casatasks makes its own ``casalog`` the global sink, writing to a
     file of its own; call this with ``casatasks.casalog`` afterwards.
     """
+    set_up_casa()
     _forwarder.forward()
     _forwarder.attach(sink)
 
 
 def forward_casa_log() -> None:
     """Emit CASA log lines written since the last call as Python log records."""
-    _forwarder.forward()
+    # Before set-up, casatools has not been imported through radio_clean: nothing to forward.
+    if _forwarder is not None:
+        _forwarder.forward()
 
 
 # What casatools prints on the console: "2026-01-01 12:00:00<TAB>WARN<TAB>origin<TAB>message".
@@ -185,8 +214,9 @@ def casa_log_forwarded() -> Iterator[None]:
     CASA's messages are forwarded to the ``radio_clean.casa`` logger when the
     enclosed calls finish (or fail); casatools' console copies are dropped.
     """
+    set_up_casa()
     try:
         with _casa_console_captured():
             yield
     finally:
-        _forwarder.forward()
+        forward_casa_log()

@@ -6,9 +6,8 @@ import dataclasses
 import hashlib
 import os
 
-import casatools
-
 from ._log import CasaError, casa_log_forwarded
+from ._setup import casatools
 
 __all__ = [
     "FieldInfo",

@@ -54,7 +54,6 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import casatools
 import numpy as np
 
 from ..image import RadioImage
@@ -63,6 +62,7 @@ from ._casatasks import casatasks_package
 from ._engine import Chain, Workspace, casa_calls, kind_base, scratch_workspace, value_digest
 from ._images import read_casa_image, write_casa_image
 from ._log import CasaError, casa_log_forwarded, reattach_casa_log
+from ._setup import casatools
 
 # tclean's stop codes (casatasks imager_base.getStopDescription).
 STOP_REASONS = {

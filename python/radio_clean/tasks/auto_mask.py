@@ -76,6 +76,7 @@ class AutoMaskConfig(PipelineTaskConfig, pipelineConnections=AutoMaskConnections
     channel_chunks = channel_chunks_field()
     implementation = ChoiceField(
         dtype=str,
+        optional=False,
         doc="Who makes auto-multithresh masks (user and pb masks always come from CASA's mask handler).",
         allowed={
             "numpy": "radio_clean.automask, with its state between cycles carried as a dataset",

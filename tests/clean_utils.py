@@ -1,4 +1,4 @@
-"""Helpers for tests of radio_clean and of code built on it."""
+"""Test support: run ``radio-clean image``'s code path and read everything back; snapshots of a repository."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import os
 
 from lsst.daf.butler import Butler
 
-from .export import last_minor_cycle
-from .tasks.base import CHUNK_DATASET_PREFIX
+from radio_clean.export import last_minor_cycle
+from radio_clean.tasks.base import CHUNK_DATASET_PREFIX
 
 
 def tree_checksums(path: str | os.PathLike) -> dict[str, str]:
@@ -86,8 +86,8 @@ def run_clean(
         summary), ``cycles`` (the cycle that stopped CLEAN), ``run`` (the
         `radio_clean.imaging.ImagingRun`) and ``repo``.
     """
-    from .imaging import image_measurement_sets
-    from .parameters import CleanParametersConfig
+    from radio_clean.imaging import image_measurement_sets
+    from radio_clean.parameters import CleanParametersConfig
 
     config = CleanParametersConfig()
     for name, value in parameters.items():

@@ -1,4 +1,7 @@
-"""Calibrated HI data of NGC 5921, prepared with casatasks from casadata's raw VLA UVFITS.
+"""Test support: calibrated HI data of NGC 5921, prepared with casatasks from casadata's raw VLA UVFITS.
+
+Not part of radio_clean: the cube tests and the imaging benchmark (``bench/``)
+use it to make a realistic spectral-line MS from what casadata ships.
 
 casadata ships ``demo/NGC5921.fits``: a VLA D-configuration HI observation at
 1.413 GHz, 63 channels in the LSRK frame, RR and LL, NOT calibrated, with three
@@ -76,12 +79,15 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-# Importing this module first runs radio_clean/__init__.py, which sets up CASA's offline
-# environment before casatools is imported.
-import casatools
-
-from .casa import CasaError, casa_log_forwarded, forward_casa_log, reattach_casa_log
-from .demo import DEMO_DATASETS
+from radio_clean.casa import (
+    CasaError,
+    casa_log_forwarded,
+    casatools,
+    forward_casa_log,
+    reattach_casa_log,
+    set_up_casa,
+)
+from radio_clean.demo import DEMO_DATASETS
 
 _log = logging.getLogger(__name__)
 _casa_log = logging.getLogger("radio_clean.casa")
@@ -170,6 +176,7 @@ def _stdout_to_log() -> Iterator[None]:
 @contextlib.contextmanager
 def _casatasks() -> Iterator[Any]:
     """Give casatasks with CASA's log going to radio_clean's forwarder."""
+    set_up_casa()  # casatasks reads CASA's site configuration when imported
     try:
         import casatasks
     except Exception as err:
