@@ -122,8 +122,7 @@ def _run(workdir: str) -> int:
 
     def import_imager_helpers() -> str:
         ImagerParameters, sanitize = state["private"].imager_parameter_classes()
-        # Not casatasks.version_string(): that runs the package's __init__, whose new casalog
-        # replaces the one the imager helpers hold (posting to that one then crashes casatools).
+        # Not casatasks.version_string(): that runs the package's __init__, importing every task.
         version = importlib.metadata.version("casatasks")
         return f"casatasks {version}: {ImagerParameters.__name__}, {sanitize.__name__}"
 
