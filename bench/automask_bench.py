@@ -36,11 +36,19 @@ def _run(label: str, cube: np.ndarray, beam: PixelBeam) -> None:
     mask, state = auto_multithresh(cube, psf_sidelobe_level=0.1, beam=beam, state=None, params=params)
     first = time.perf_counter() - start
     start = time.perf_counter()
-    mask, state = auto_multithresh(cube * np.float32(0.3), psf_sidelobe_level=0.1, beam=beam, state=state,
-                                   iteration_done=100, params=params)
+    mask, state = auto_multithresh(
+        cube * np.float32(0.3),
+        psf_sidelobe_level=0.1,
+        beam=beam,
+        state=state,
+        iteration_done=100,
+        params=params,
+    )
     second = time.perf_counter() - start
-    print(f"{label:32s} shape {cube.shape}: cycle 1 {first:6.2f} s, cycle 2 (grow) {second:6.2f} s, "
-          f"{first / (cube.shape[0] * cube.shape[1]) * 1e3:7.1f} ms/plane, mask {int(mask.sum())} px")
+    print(
+        f"{label:32s} shape {cube.shape}: cycle 1 {first:6.2f} s, cycle 2 (grow) {second:6.2f} s, "
+        f"{first / (cube.shape[0] * cube.shape[1]) * 1e3:7.1f} ms/plane, mask {int(mask.sum())} px"
+    )
 
 
 def main() -> None:

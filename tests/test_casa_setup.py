@@ -147,6 +147,9 @@ def test_casatasks_imported_task_by_task(tmp_path):
         import casatasks
         print("VERSION", casatasks.version_string())
         casatasks.casalog.post("hello from a script")
+        # The helpers imported before the package was completed post to its casalog too.
+        from casatasks.private.imagerhelpers import input_parameters
+        input_parameters.casalog.post("hello from the imager helpers")
         casa.forward_casa_log()
         """,
         cwd=tmp_path,
@@ -159,3 +162,4 @@ def test_casatasks_imported_task_by_task(tmp_path):
     assert lines["VERSION"].startswith("6.")
     # Completing the package kept CASA's log going to Python logging.
     assert "radio_clean.casa|INFO|::casa: hello from a script" in result.stderr
+    assert "radio_clean.casa|INFO|::casa: hello from the imager helpers" in result.stderr

@@ -135,4 +135,3 @@ def test_killed_run_resumes_to_the_images_of_sqlite(tmp_path, registry_db, demo_
     _kill_during_cycle(arguments, str(on_postgres / "repo"), "images/run/cycle002")
     assert main(arguments) == 0
     _assert_same(_products(on_postgres), _products(on_sqlite))
-

@@ -63,9 +63,16 @@ def casatasks_package() -> ModuleType:
         if name.startswith("__"):
             raise AttributeError(name)
         # Anything else: complete the package with its own __init__, once.
+        first_casalog = package.casalog
         del package.__getattr__
         spec.loader.exec_module(package)
-        # The __init__ made a new casalog, which took CASA's log away from radio_clean's forwarder.
+        # The __init__ made a new casalog, the global sink now. Modules imported before (the
+        # imager helpers: `from casatasks import casalog`) hold the first one, which is no longer
+        # global; posting to it would crash casatools. Give them the new one.
+        for module_name, module in list(sys.modules.items()):
+            if module_name.startswith(f"{_NAME}.") and getattr(module, "casalog", None) is first_casalog:
+                module.casalog = package.casalog
+        # The new casalog took CASA's log away from radio_clean's forwarder.
         reattach_casa_log(package.casalog)
         return getattr(package, name)
 

@@ -47,8 +47,6 @@ __all__ = [
 
 import contextlib
 import dataclasses
-import functools
-import inspect
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -58,35 +56,22 @@ import numpy as np
 
 from ..image import RadioImage
 from . import _engine
-from ._casatasks import casatasks_package
+from ._casa_private import (
+    CONVERGED_STOP_CODES,
+    STOP_REASONS,
+    IterationController,
+    SynthesisTools,
+    divides_in_python,
+    imager_parameter_classes,
+    imager_parameters,
+    make_psf_images,
+    run_major_cycle_calls,
+    tclean_defaults,
+)
 from ._engine import Chain, Workspace, casa_calls, kind_base, scratch_workspace, value_digest
 from ._images import read_casa_image, write_casa_image
-from ._log import CasaError, casa_log_forwarded, reattach_casa_log
+from ._log import CasaError
 from ._setup import casatools
-
-# tclean's stop codes (casatasks imager_base.getStopDescription).
-STOP_REASONS = {
-    0: "not converged",
-    1: "iteration limit",
-    2: "threshold",
-    3: "force stop",
-    4: "no change in peak residual across two major cycles",
-    5: "peak residual increased by more than 3 times from the previous major cycle",
-    6: "peak residual increased by more than 3 times from the minimum reached",
-    7: "zero mask",
-    8: "any combination of n-sigma and other valid exit criterion",
-    9: "reached nmajor",
-}
-# Stop codes that mean a convergence criterion was met (a threshold), not a limit or a divergence.
-CONVERGED_STOP_CODES = frozenset({2, 8})
-
-# tclean parameters that radio_clean sets itself (inputs, outputs, execution).
-_NOT_USER_PARAMETERS = frozenset(
-    {
-        "vis", "imagename", "selectdata", "parallel", "interactive", "calcres", "calcpsf", "restart",
-        "savemodel", "fullsummary", "psfphasecenter", "outlierfile", "startmodel",
-    }
-)  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,36 +83,13 @@ class MsSelection:
     spw: str = ""
 
 
-@functools.cache
-def _casatasks_imager_parameters() -> tuple[Any, Any]:
-    casatasks = casatasks_package()
-    from casatasks.private.imagerhelpers.input_parameters import ImagerParameters, sanitize_tclean_inputs
-
-    # Importing casatasks points CASA's log at a file of its own; take it back.
-    reattach_casa_log(casatasks.casalog)
-    return ImagerParameters, sanitize_tclean_inputs
-
-
-@functools.cache
-def tclean_defaults() -> dict[str, Any]:
-    """Return tclean's default value of every parameter a user may set."""
-    casatasks = casatasks_package()
-    reattach_casa_log(casatasks.casalog)
-    signature = inspect.signature(casatasks.tclean.__call__)
-    return {
-        name: parameter.default
-        for name, parameter in signature.parameters.items()
-        if name not in _NOT_USER_PARAMETERS and parameter.default is not inspect.Parameter.empty
-    }
-
-
 def preload_imager_helpers() -> None:
     """Import casatasks' imager helpers and tclean's defaults now.
 
     Later imaging calls in this process, or in processes forked from it, then
     do not pay for the import.
     """
-    _casatasks_imager_parameters()
+    imager_parameter_classes()
     tclean_defaults()
 
 
@@ -164,7 +126,6 @@ def _modification_time(path: str) -> int:
 
 
 def _imager_parameters(selections: Sequence[MsSelection], imagename: str, parameters: Mapping[str, Any]):
-    ImagerParameters, sanitize_tclean_inputs = _casatasks_imager_parameters()
     unknown = set(parameters) - set(tclean_defaults())
     if unknown:
         raise CasaError(f"Unknown tclean parameter(s): {', '.join(sorted(unknown))}.")
@@ -186,22 +147,8 @@ def _imager_parameters(selections: Sequence[MsSelection], imagename: str, parame
         fullsummary=False,
         parallel=False,
     )
-    # The same adjustments task_tclean makes before building ImagerParameters.
-    if tclean_parameters["specmode"] == "cont":
-        tclean_parameters["specmode"] = "mfs"
-    given, constructor_defaults = sanitize_tclean_inputs(tclean_parameters)
-    arguments = {name: given.get(name, default) for name, default in constructor_defaults.items()}
-    if arguments["mosweight"] and arguments["gridder"] not in ("mosaic", "awp2"):
-        arguments["mosweight"] = False
-    if arguments["specmode"] == "mfs":
-        arguments["perchanweightdensity"] = False
     _check_weight_spectrum(selections)
-    with casa_log_forwarded():
-        imager_parameters = ImagerParameters(**arguments)
-        errors = imager_parameters.checkParameters()
-    if errors is False:
-        raise CasaError("CASA rejected the imaging parameters; the CASA log above says which.")
-    return imager_parameters
+    return imager_parameters(tclean_parameters)
 
 
 def _resolved(parameters: Mapping[str, Any]) -> dict[str, Any]:
@@ -213,49 +160,10 @@ def _resolved(parameters: Mapping[str, Any]) -> dict[str, Any]:
     return parameters
 
 
-class _Tools:
-    """Synthesis tools set up for one step (or kept for a chain), closed together."""
-
-    def __init__(self, parameters) -> None:
-        self.parameters = parameters
-        self._open: list[Any] = []
-
-    def imager(self):
-        imager = casatools.synthesisimager()
-        self._open.append(imager)
-        for key in sorted(self.parameters.getSelPars()):
-            imager.selectdata(self.parameters.getSelPars()[key])
-        imager.defineimage(self.parameters.getImagePars()["0"], self.parameters.getGridPars()["0"])
-        imager.normalizerinfo(self.parameters.getNormPars()["0"])
-        imager.setweighting(**self.parameters.getWeightPars())
-        return imager
-
-    def normalizer(self):
-        normalizer = casatools.synthesisnormalizer()
-        self._open.append(normalizer)
-        normalizer.setupnormalizer(normpars=self.parameters.getNormPars()["0"])
-        return normalizer
-
-    def deconvolver(self):
-        deconvolver = casatools.synthesisdeconvolver()
-        self._open.append(deconvolver)
-        deconvolver.setupdeconvolution(decpars=self.parameters.getDecPars()["0"])
-        return deconvolver
-
-    def tools(self) -> list[Any]:
-        """The tools open now."""
-        return list(self._open)
-
-    def close(self) -> None:
-        for tool in reversed(self._open):
-            tool.done()
-        self._open.clear()
-
-
 @contextlib.contextmanager
 def _tools(selections: Sequence[MsSelection], workspace: Workspace, parameters: Mapping[str, Any]):
     # Fresh tools for one step in a scratch workspace of its own (make_psf).
-    tools = _Tools(_imager_parameters(selections, workspace.imagename, _resolved(parameters)))
+    tools = SynthesisTools(_imager_parameters(selections, workspace.imagename, _resolved(parameters)))
     with casa_calls(workspace.directory):
         try:
             yield tools
@@ -266,7 +174,7 @@ def _tools(selections: Sequence[MsSelection], workspace: Workspace, parameters: 
 @contextlib.contextmanager
 def _fresh_tools(chain: Chain, workspace: Workspace, selections: Sequence[MsSelection], parameters):
     """Tools set up for this step only, in a workspace of the chain, with the chain's imager parameters."""
-    tools = _Tools(_chain_imager_parameters(chain, workspace, selections, parameters))
+    tools = SynthesisTools(_chain_imager_parameters(chain, workspace, selections, parameters))
     with casa_calls(workspace.directory):
         try:
             yield tools
@@ -284,12 +192,6 @@ def _chain_imager_parameters(
         value_digest(dict(parameters)),
         lambda: _imager_parameters(selections, workspace.imagename, parameters),
     )
-
-
-def _divides_in_python(parameters: Mapping[str, Any]) -> bool:
-    # For cubes the normalization happens inside C++ (imager_base.makePSF / runMajorCycle).
-    specmode = parameters.get("specmode", "mfs")
-    return specmode in ("mfs", "cont") or parameters.get("deconvolver") == "mtmfs"
 
 
 def make_psf(
@@ -326,7 +228,7 @@ def make_psf(
         with scratch_workspace() as workspace, _tools(selections, workspace, parameters) as tools:
             imager, normalizer, deconvolver = tools.imager(), tools.normalizer(), tools.deconvolver()
             imager.getweightdensity()
-            _make_psf_images(parameters, imager, normalizer, deconvolver)
+            make_psf_images(parameters, imager, normalizer, deconvolver)
             tools.close()
             images = workspace.get(["psf", "pb", "sumwt", "weight"])
             # Natural weighting has no density.
@@ -337,11 +239,11 @@ def make_psf(
     with _engine.new_chain() as chain:
         workspace = chain.imaging
         imager_parameters = _chain_imager_parameters(chain, workspace, selections, parameters)
-        imager_tools, step_tools = _Tools(imager_parameters), _Tools(imager_parameters)
+        imager_tools, step_tools = SynthesisTools(imager_parameters), SynthesisTools(imager_parameters)
         with casa_calls(workspace.directory):
             try:
                 imager = imager_tools.imager()
-                _make_psf_images(parameters, imager, step_tools.normalizer(), step_tools.deconvolver())
+                make_psf_images(parameters, imager, step_tools.normalizer(), step_tools.deconvolver())
                 step_tools.close()
                 # Written out, so that the files on disk are what the tools see.
                 imager.unlockimages(0)
@@ -364,21 +266,6 @@ def make_psf(
         return images
 
 
-def _make_psf_images(parameters: Mapping[str, Any], imager, normalizer, deconvolver) -> None:
-    imager.makepsf()
-    if _divides_in_python(parameters):
-        normalizer.gatherpsfweight()
-        normalizer.dividepsfbyweight()
-        normalizer.divideweightbysumwt()
-    deconvolver.checkrestoringbeam()
-    # For cubes with the standard gridder CASA makes the PB together with the PSF.
-    gridder, specmode = parameters.get("gridder", "standard"), parameters.get("specmode", "mfs")
-    cube_standard = "stand" in gridder and "cube" in specmode
-    if not cube_standard:
-        imager.makepb()
-    normalizer.normalizeprimarybeam()
-
-
 class _ChainImager:
     """A synthesisimager kept for a chain: data selected, image defined, imaging weights made.
 
@@ -386,13 +273,13 @@ class _ChainImager:
     ----------
     key : `str`
         Digest of what it was set up with (tclean parameters, weight density).
-    tools : `_Tools`
+    tools : `SynthesisTools`
         The tools, the imager among them.
     directory : `str`
         Its workspace directory (CASA's scratch tables for the imaging weights are there).
     """
 
-    def __init__(self, key: str, tools: _Tools, directory: str, imager: Any = None) -> None:
+    def __init__(self, key: str, tools: SynthesisTools, directory: str, imager: Any = None) -> None:
         self.key = key
         self.directory = directory
         self.calls = 0
@@ -449,7 +336,7 @@ def _chain_imager(
     workspace.sync(images)
     imager_parameters = _chain_imager_parameters(chain, workspace, selections, parameters)
     with casa_calls(workspace.directory):
-        live = _ChainImager(key, _Tools(imager_parameters), workspace.directory)
+        live = _ChainImager(key, SynthesisTools(imager_parameters), workspace.directory)
     chain.kept["imager"] = live
     return live
 
@@ -530,7 +417,7 @@ def run_major_cycle(
         live = _chain_imager(chain, selections, parameters, images, density)
         first_call = live.calls == 0
         workspace = chain.imaging
-        tools = _Tools(live.parameters)
+        tools = SynthesisTools(live.parameters)
         with casa_calls(workspace.directory):
             try:
                 imager, normalizer = live.imager, tools.normalizer()
@@ -542,22 +429,20 @@ def run_major_cycle(
                     joint_density = os.path.join(workspace.directory, "all.gridwt")
                     _write_weight_density(density, joint_density)
                     imager.setweightdensity(joint_density)
-                usemask = tools.parameters.getDecPars()["0"]["usemask"]
-                if _divides_in_python(parameters):
-                    if not _faceted(tools.parameters):
-                        normalizer.dividemodelbyweight()
-                    elif _uses_weight_image(images):
-                        raise CasaError(
-                            "facets > 1 with a gridder that normalizes by a weight image (mosaic, "
-                            "awproject) is not supported; set facets=1."
-                        )
-                    normalizer.scattermodel()
-                # lastcycle only matters for saving a model column, which radio_clean never does.
-                imager.executemajorcycle(controls={"lastcycle": False, "usemask": usemask})
-                if normalize and _divides_in_python(parameters):
-                    normalizer.gatherresidual()
-                    normalizer.divideresidualbyweight()
-                    normalizer.multiplymodelbyweight()
+                faceted = _faceted(tools.parameters)
+                if divides_in_python(parameters) and faceted and _uses_weight_image(images):
+                    raise CasaError(
+                        "facets > 1 with a gridder that normalizes by a weight image (mosaic, "
+                        "awproject) is not supported; set facets=1."
+                    )
+                run_major_cycle_calls(
+                    parameters,
+                    imager,
+                    normalizer,
+                    usemask=tools.parameters.getDecPars()["0"]["usemask"],
+                    divide_model=not faceted,
+                    normalize=normalize,
+                )
             finally:
                 tools.close()
             # Written out, so that the files on disk are what the tools see.
@@ -794,22 +679,15 @@ class IterationHistory:
             stopped=bool(data["stopped"] if "stopped" in data else data["converged"]),
         )
 
-    def replay(self, iteration_parameters: Mapping[str, Any]):
-        """Return an iterbotsink in the state tclean's would have now."""
-        controller = casatools.iterbotsink()
-        controller.setupiteration(iterpars=dict(iteration_parameters))
-        controller.endmajorcycle()  # the dirty image
-        for cycle in self.cycles:
-            for init in cycle["inits"]:
-                controller.resetminorcycleinfo()
-                controller.mergeinitrecord(_from_plain(init), 0)
-                controller.cleanComplete(reachedMajorLimit=False)
-            controller.getminorcyclecontrols()
-            controller.resetminorcycleinfo()
-            controller.mergeexecrecord(_from_plain(cycle["exec"]), 0)
-            controller.cleanComplete(lastcyclecheck=True)
-            controller.endmajorcycle()
-        return controller
+    def replay(self, iteration_parameters: Mapping[str, Any]) -> IterationController:
+        """Return an iteration controller in the state tclean's would have now."""
+        return IterationController.replay(
+            iteration_parameters,
+            (
+                {"inits": [_from_plain(init) for init in cycle["inits"]], "exec": _from_plain(cycle["exec"])}
+                for cycle in self.cycles
+            ),
+        )
 
 
 @dataclasses.dataclass
@@ -883,26 +761,21 @@ def run_minor_cycle(
             with _fresh_tools(chain, workspace, selections, parameters) as tools:
                 if first_cycle:
                     # tclean checks convergence once before making the first mask.
-                    controller.resetminorcycleinfo()
                     inits.append(tools.deconvolver().initminorcycle())
-                    controller.mergeinitrecord(inits[-1], 0)
-                    controller.cleanComplete(reachedMajorLimit=reached_nmajor)
+                    controller.merge_init(inits[-1], reached_major_limit=reached_nmajor)
                     tools.close()
                 if "mask" in images:
                     workspace.put("mask", images["mask"])
                 deconvolver = tools.deconvolver()
-                controller.resetminorcycleinfo()
                 inits.append(deconvolver.initminorcycle())
-                controller.mergeinitrecord(inits[-1], 0)
-                stopcode = controller.cleanComplete(reachedMajorLimit=reached_nmajor)
+                stopcode = controller.merge_init(inits[-1], reached_major_limit=reached_nmajor)
                 models: dict[str, RadioImage] = {}
                 if stopcode > 0:
                     history.stopped, history.stopcode = True, int(stopcode)
                 else:
-                    controls = controller.getminorcyclecontrols()
-                    controller.resetminorcycleinfo()
+                    controls = controller.minor_cycle_controls()
                     executed = deconvolver.executeminorcycle(iterbotrecord=controls)
-                    controller.mergeexecrecord(executed, 0)
+                    controller.merge_exec(executed)
                     history.cycles.append(
                         {
                             "inits": _to_plain(inits),
@@ -913,10 +786,10 @@ def run_minor_cycle(
                     if executed["iterdone"] == 0:
                         # tclean stops when a minor cycle does nothing (e.g. an empty mask).
                         history.stopped = True
-                        history.stopcode = int(controller.cleanComplete(reachedMajorLimit=reached_nmajor))
+                        history.stopcode = int(controller.stop_code(reached_major_limit=reached_nmajor))
                     tools.close()
                     models = workspace.get(["model"])
-                summary = _summary(controller.getiterationsummary(), history)
+                summary = _summary(controller.summary(), history)
         finally:
             controller.done()
     if not models:
