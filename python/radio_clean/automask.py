@@ -72,7 +72,11 @@ from .parameters import parameter_default, parameter_problem
 _log = logging.getLogger(__name__)
 
 MAD_TO_RMS = 1.4826
-"""Factor CASA applies to the median absolute deviation to estimate the rms."""
+"""Factor CASA applies to the median absolute deviation to estimate the rms.
+
+Not astropy.stats.mad_std's 1.482602218505602: thresholds must be CASA's to
+the bit, or pixels at a threshold fall on the other side of it.
+"""
 
 # scipy.ndimage.generate_binary_structure(2, 1); scipy (about half a second) is imported by the
 # functions that use it, so that pipelines without auto-multithresh do not pay for it.
@@ -464,7 +468,10 @@ def gaussian_kernel(beam: PixelBeam) -> np.ndarray:
     """Return the smoothing kernel of ``beam``: a Gaussian sampled at pixel centres, peak 1.
 
     The kernel is indexed ``[y, x]``, odd-sized, centred, and extends to 5
-    standard deviations of the major axis in both directions.
+    standard deviations of the major axis in both directions. Not
+    astropy.convolution's Gaussian2DKernel, which is normalized to unit sum
+    and sized otherwise: the smoothed mask is cut at a fraction of its
+    maximum, so the kernel must be the one CASA's mask handler samples.
     """
     sigma_major = beam.major / math.sqrt(8.0 * math.log(2.0))
     half = max(1, int(_KERNEL_NSIGMA * sigma_major + 0.5))

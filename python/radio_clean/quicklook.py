@@ -33,6 +33,7 @@ def image_figure(image: RadioImage, *, title: str) -> Figure:
     figure : `matplotlib.figure.Figure`
         The figure (no pyplot state is touched).
     """
+    from astropy.stats import mad_std
     from matplotlib.colors import AsinhNorm
     from matplotlib.figure import Figure
     from matplotlib.patches import Ellipse
@@ -46,7 +47,7 @@ def image_figure(image: RadioImage, *, title: str) -> Figure:
     if finite.size == 0:
         finite = np.zeros(1)
     # An asinh stretch, linear within a few noise levels, shows the noise and the peak at once.
-    noise = 1.4826 * float(np.median(np.abs(finite - np.median(finite)))) or 1e-6
+    noise = float(mad_std(finite)) or 1e-6
     stretch = AsinhNorm(linear_width=3 * noise, vmin=float(finite.min()), vmax=float(finite.max()))
     shown = axes.imshow(plane, origin="lower", cmap="inferno", norm=stretch)
     colour_bar = figure.colorbar(shown, ax=axes)

@@ -12,6 +12,7 @@ import tempfile
 from typing import Any
 
 import numpy as np
+from astropy import units
 from astropy.wcs import WCS
 
 from ..image import FITS_SPECSYS_FROM_CASA, STOKES_CODES, Beam, PlaneBeams, RadioImage
@@ -44,8 +45,8 @@ _CASA_DIRECTION_SYSTEMS: dict[str, tuple[str, str, str, float | None]] = {
     "SUPERGAL": ("SLON", "SLAT", "", None),
 }
 _CASA_FRAME_FROM_SPECSYS = {fits_name: casa_name for casa_name, fits_name in FITS_SPECSYS_FROM_CASA.items()}
-_ANGLE_UNITS_IN_DEG = {"deg": 1.0, "arcmin": 1 / 60, "'": 1 / 60, "arcsec": 1 / 3600, '"': 1 / 3600}
-_FREQUENCY_UNITS_IN_HZ = {"Hz": 1.0, "kHz": 1e3, "MHz": 1e6, "GHz": 1e9, "THz": 1e12}
+# CASA's quote signs for arcmin and arcsec, which astropy.units does not parse.
+_CASA_ANGLE_UNIT_ALIASES = {"'": "arcmin", '"': "arcsec"}
 _CASA_TIME_SYSTEMS = ("UTC", "TAI", "TT", "TDB", "TCG", "TCB")
 # Provenance goes into a table keyword of the CASA image, as JSON, not into its miscinfo:
 # casatools keeps miscinfo ints as 32-bit (silently wrapping others, dropping numpy ints), and
@@ -57,13 +58,19 @@ _FITS_BOOKKEEPING_KEYS = frozenset({"casambm", "rclayout", "checksum", "datasum"
 
 
 def _angle_in_deg(values: Any, unit: str) -> np.ndarray:
-    values = np.asarray(values, dtype=float)
-    if unit == "rad":
-        return np.degrees(values)
-    if unit in _ANGLE_UNITS_IN_DEG:
-        factor = _ANGLE_UNITS_IN_DEG[unit]
-        return values if factor == 1.0 else values * factor
-    raise CasaError(f"CASA angle unit {unit!r} is not one radio_clean converts (rad, deg, arcmin, arcsec).")
+    # astropy's factors are the exact ones (1/3600, 180/pi as numpy's degrees uses): same bits.
+    try:
+        angle_unit = units.Unit(_CASA_ANGLE_UNIT_ALIASES.get(unit, unit))
+        return (np.asarray(values, dtype=float) * angle_unit).to_value(units.deg)
+    except (ValueError, units.UnitsError):
+        raise CasaError(f"CASA angle unit {unit!r} is not an angle radio_clean can convert.") from None
+
+
+def _frequency_in_hz(unit: str) -> float:
+    try:
+        return units.Unit(unit).to(units.Hz)
+    except (ValueError, units.UnitsError):
+        raise CasaError(f"The CASA spectral axis is in {unit!r}, not a unit of frequency.") from None
 
 
 def _quantity_in(quantity: dict, unit: str) -> float:
@@ -322,10 +329,7 @@ def _wcs_from_casa_record(record: dict, stokes_names: list[str]) -> WCS:
         raise CasaError("The CASA image has a tabular (non-linear) frequency axis; FITS needs a linear one.")
     if spectral["wcs"]["ctype"] != "FREQ":
         raise CasaError(f"The CASA spectral axis is {spectral['wcs']['ctype']}, not FREQ.")
-    frequency_unit = spectral.get("unit", "Hz")
-    if frequency_unit not in _FREQUENCY_UNITS_IN_HZ:
-        raise CasaError(f"The CASA spectral axis is in {frequency_unit!r}, not a unit radio_clean converts.")
-    to_hz = _FREQUENCY_UNITS_IN_HZ[frequency_unit]
+    to_hz = _frequency_in_hz(spectral.get("unit", "Hz"))
     frame = spectral["system"]
     if frame not in FITS_SPECSYS_FROM_CASA:
         raise CasaError(
