@@ -694,8 +694,7 @@ class CleanLoop:
                     graph,
                     unmocked_dataset_types=[VISIBILITIES],
                     force_failures={
-                        label: ForcedFailure(condition)
-                        for label, condition in self.mock.failures.items()
+                        label: ForcedFailure(condition) for label, condition in self.mock.failures.items()
                     },
                 )
             return graph
@@ -806,6 +805,9 @@ class CleanLoop:
                     failed[chain] = errors[0]
             self._previous_graph = graph if step.subset != "finish" else None
         record.run_seconds = time.perf_counter() - started - graph_seconds
+        if chains is None and resumed:
+            # Chains whose start step ran before go on too: one may have failed in a later step.
+            all_chains |= set(self._chains_with(butler, self._summary_type(1)))
         ran = sorted(all_chains if chains is None else set(chains), key=str)
         return [chain for chain in ran if chain not in failed]
 
