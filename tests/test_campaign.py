@@ -8,6 +8,7 @@ its ``fail_condition`` for chosen fields: what is tested is the loop's
 bookkeeping, not imaging.
 """
 
+import pytest
 from lsst.daf.butler import Butler
 
 from radio_clean.campaign import campaign_chains, run_campaign, synthetic_repository
@@ -16,6 +17,8 @@ from radio_clean.loop import MockRun, _chain_table
 
 PIPELINE = "resource://radio_clean/pipelines/ContinuumImaging.yaml"
 BAND = "1000MHz-1ch"
+N_SIMULATED_FIELDS = 6
+"""Fields imaged for real (the issue asks for 20 through bps; see doc/scaling.rst for why fewer here)."""
 
 
 def _chain(field):
@@ -78,3 +81,49 @@ def test_bad_mock_failure_is_one_sentence(tmp_path, capsys):
     assert main(["campaign", repo, "-o", "x", "--mock", "--mock-failure", "deconvolve"]) == 1
     err = capsys.readouterr().err
     assert err.strip() == "radio-clean: error: --mock-failure 'deconvolve' is not of the form LABEL:WHERE."
+
+
+def test_campaign_of_simulated_fields_recovers_every_flux(tmp_path, capsys):
+    """Several simulated MSs imaged for real through ``radio-clean campaign -j 2``.
+
+    One field each, a point source of known flux at the phase centre (the
+    image centre): every field's restored peak is its true flux.
+    """
+    import numpy as np
+
+    from radio_clean.simulate import SkyComponent, simulate_ms
+
+    fluxes = {f"F{index:02d}": 0.2 + 0.1 * index for index in range(N_SIMULATED_FIELDS)}
+    paths = []
+    for index, (name, flux) in enumerate(fluxes.items()):
+        sky = simulate_ms(
+            str(tmp_path / f"{name}.ms"),
+            [SkyComponent(flux)],
+            array="vla.d",
+            phase_centre=(187.5 + 2.0 * index, 10.0),
+            n_chan=1,
+            hours=0.5,
+            integration_s=120.0,
+            field_name=name,
+        )
+        paths.append(sky.path)
+    repo = str(tmp_path / "repo")
+    assert main(["create-repo", repo]) == 0
+    capsys.readouterr()
+    status = main(
+        [
+            "campaign", repo, *paths, "-o", "survey/v1", "-j", "2",
+            "-c", "parameters:imsize=[32]", "-c", "parameters:cell=['16arcsec']",
+            "-c", "parameters:niter=200", "-c", "parameters:weighting=natural",
+            "-c", "parameters:datacolumn=data",
+        ]
+    )  # fmt: skip
+    out = capsys.readouterr().out
+    assert status == 0, out
+    assert f"{len(fluxes)} of {len(fluxes)} chains converged, 0 failed, 0 remaining" in out
+    with Butler.from_config(repo) as butler:
+        for ref in butler.query_datasets("image", collections="survey/v1"):
+            image = butler.get(ref).pixels[0, 0]
+            peak = float(image[16, 16])
+            assert np.unravel_index(np.argmax(image), image.shape) == (16, 16)
+            assert peak == pytest.approx(fluxes[ref.dataId["field"]], rel=0.02), ref.dataId["field"]
