@@ -3,7 +3,7 @@
 Not a test: prints a table. Usage::
 
     .venv/bin/python bench/campaign_bench.py [--chains 100,1000] [--big] [--bands 1]
-        [--sample-chains 20] [--full-loop-max 100] [--bps-chains 10] [--repeat 3]
+        [--sample-chains 20] [--full-loop-max 100] [--bps-chains 0] [--repeat 3]
         [--workdir /tmp/radio_clean-campaign-bench] [--keep]
 
 For every N a repository of N fields x ``--bands`` bands is made without
@@ -33,7 +33,11 @@ imaging. Columns:
     finish) over all N chains in this process.
 ``bps s/step``
     For ``--bps-chains`` chains: each step of the whole loop as a ``bps
-    submit`` (parsl, local site, one job per chain), seconds per step.
+    submit`` (parsl, local site, one job per chain), seconds per step. Not
+    by default: with mock tasks the step's final job (``butler
+    aggregate-graph``) fails today with ``KeyError: '_mock_RadioImage'``
+    (its scanner processes do not know the mock storage classes); the
+    failure is printed instead of a figure.
 
 The machine this runs on is shared: with ``--repeat`` the small N are
 measured several times and medians printed; ``--big`` adds N = 10,000
@@ -56,7 +60,16 @@ from lsst.daf.butler import Butler
 
 from radio_clean.campaign import synthetic_repository
 from radio_clean.ingest import INGEST_RUN
-from radio_clean.loop import CleanLoop, DatasetMemo, MockRun, _execute_quanta, _Step, _step_butler, step_run
+from radio_clean.loop import (
+    CleanLoop,
+    DatasetMemo,
+    LoopError,
+    MockRun,
+    _execute_quanta,
+    _Step,
+    _step_butler,
+    step_run,
+)
 
 CHECKOUT = Path(__file__).resolve().parents[1]
 PIPELINE = str(CHECKOUT / "pipelines" / "ContinuumImaging.yaml")
@@ -181,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bands", type=int, default=1, help="Bands per field (default 1).")
     parser.add_argument("--sample-chains", type=int, default=20, help="Chains whose start step runs.")
     parser.add_argument("--full-loop-max", type=int, default=100, help="Whole loop in-process up to this N.")
-    parser.add_argument("--bps-chains", type=int, default=10, help="Chains of the bps run (0: none).")
+    parser.add_argument("--bps-chains", type=int, default=0, help="Chains of a bps run (default 0: none).")
     parser.add_argument("--repeat", type=int, default=3, help="Runs of each N below 10000 (medians).")
     parser.add_argument("--workdir", default=None, help="Where the repositories go (default a temp dir).")
     parser.add_argument("--keep", action="store_true", help="Keep the repositories.")
@@ -222,6 +235,8 @@ def main(argv: list[str] | None = None) -> int:
             os.environ["PATH"] = f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ['PATH']}"
             try:
                 bps_row = full_loop(root, bps_submit=submit)
+            except LoopError as err:
+                print(f"bps over {args.bps_chains} chains failed: {err}", file=sys.stderr)
             finally:
                 os.chdir(cwd)
                 os.environ["PWD"] = cwd
