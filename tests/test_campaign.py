@@ -114,7 +114,7 @@ def test_campaign_of_simulated_fields_recovers_every_flux(tmp_path, capsys):
         [
             "campaign", repo, *paths, "-o", "survey/v1", "-j", "2",
             "-c", "parameters:imsize=[32]", "-c", "parameters:cell=['16arcsec']",
-            "-c", "parameters:niter=200", "-c", "parameters:weighting=natural",
+            "-c", "parameters:niter=30", "-c", "parameters:weighting=natural",
             "-c", "parameters:datacolumn=data",
         ]
     )  # fmt: skip
