@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
+from ._stop import stop_on_signals
 from .casa import CasaError, set_up_casa
 from .export import ExportError
 from .imaging import ImagingError
@@ -160,12 +161,9 @@ def _image(args: argparse.Namespace, argv: Sequence[str]) -> None:
     print(describe(run))
 
 
-def _clean(args: argparse.Namespace) -> None:
-    from .loop import CleanLoop
-
-    check_count("--jobs", args.jobs)
+def _config_overrides(settings: Sequence[str]) -> list[tuple[str, str, str]]:
     overrides = []
-    for setting in args.config:
+    for setting in settings:
         target, equals, value = setting.partition("=")
         label, colon, name = target.partition(":")
         if not (equals and colon and label and name):
@@ -173,6 +171,14 @@ def _clean(args: argparse.Namespace) -> None:
                 f"-c {setting!r} is not of the form LABEL:NAME=VALUE (e.g. parameters:niter=5000)."
             )
         overrides.append((label.strip(), name.strip(), value))
+    return overrides
+
+
+def _clean(args: argparse.Namespace) -> None:
+    from .loop import CleanLoop
+
+    check_count("--jobs", args.jobs)
+    overrides = _config_overrides(args.config)
     loop = CleanLoop(
         args.repo,
         pipeline_uri=args.pipeline,
@@ -191,6 +197,65 @@ def _clean(args: argparse.Namespace) -> None:
             f"iterations and {summary['nmajordone']} major cycles."
         )
     print(f"Everything is in collection {args.output} of {args.repo}.")
+
+
+def _campaign(args: argparse.Namespace) -> int:
+    from importlib.resources import files
+
+    from .campaign import run_campaign
+    from .loop import MockRun
+
+    check_count("--jobs", args.jobs)
+    overrides = _config_overrides(args.config)
+    failures = {}
+    for setting in args.mock_failure:
+        label, colon, condition = setting.partition(":")
+        if not (colon and label and condition):
+            raise ImagingError(f"--mock-failure {setting!r} is not of the form LABEL:WHERE.")
+        failures[label.strip()] = condition
+    if failures and not args.mock:
+        raise ImagingError("--mock-failure needs --mock.")
+    if args.ms:
+        butler = open_repo(args.repo, writeable=True)
+        try:
+            with repo_lock(args.repo):
+                for outcome in ingest_measurement_sets(butler, args.ms, staging_root=args.repo):
+                    print(outcome.message)
+        finally:
+            butler.close()
+    else:
+        open_repo(args.repo).close()  # one sentence if it is not a radio_clean repository
+    pipeline = args.pipeline or str(files("radio_clean").joinpath("pipelines", "ContinuumImaging.yaml"))
+
+    def progress(step) -> None:
+        print(
+            f"{step.step}: {step.converged} converged, {step.failed} failed, {step.remaining} remaining "
+            f"({step.elapsed:.0f} s).",
+            flush=True,
+        )
+
+    report = run_campaign(
+        args.repo,
+        pipeline_uri=pipeline,
+        output=args.output,
+        inputs=args.input or [INGEST_RUN],
+        where=args.data_query,
+        jobs=args.jobs,
+        config_overrides=overrides,
+        bps_submit=args.bps,
+        mock=MockRun(cycles=args.mock_cycles, failures=failures) if args.mock else None,
+        progress=progress,
+    )
+    for outcome in report.failed:
+        print(f"failed: {outcome.error}")
+    print(report.describe())
+    if report.failed:
+        print(
+            f"Run the same command again (same -o {args.output}) to retry the {len(report.failed)} failed "
+            "chains alone; new parameters go to a new -o, beside this one."
+        )
+        return 1
+    return 0
 
 
 def _export(args: argparse.Namespace) -> None:
@@ -396,6 +461,57 @@ def _build_parser() -> argparse.ArgumentParser:
         "instead of in this process.",
     )
     clean.set_defaults(func=_clean)
+
+    campaign = commands.add_parser(
+        "campaign",
+        help="Image every field and band of many MSs (or of a data query) with the CLEAN loop; "
+        "report chains converged, failed and remaining; run again to retry the failed ones alone.",
+        description="Ingest the MSs given (if any), then run the CLEAN loop over every field and band of "
+        "the data query into the output collection, printing chains converged, failed and remaining after "
+        "each step. A failed chain does not stop the others; running the same command again retries "
+        "only the failed chains. New parameters belong in a new output collection (-o), beside the old.",
+    )
+    campaign.add_argument("repo", help="Repository (made by `radio-clean create-repo`).")
+    campaign.add_argument("ms", nargs="*", help="MeasurementSets to ingest first (optional).")
+    campaign.add_argument("-o", "--output", required=True, help="Output CHAINED collection of the campaign.")
+    campaign.add_argument(
+        "-p", "--pipeline", help="Pipeline file (default the shipped ContinuumImaging.yaml)."
+    )
+    campaign.add_argument(
+        "-i", "--input", action="append", help=f"Input collection (repeatable; default {INGEST_RUN})."
+    )
+    campaign.add_argument(
+        "-d", "--data-query", default="", help="Which fields and bands, as pipetask run -d (default all)."
+    )
+    campaign.add_argument(
+        "-c",
+        "--config",
+        action="append",
+        default=[],
+        metavar="LABEL:NAME=VALUE",
+        help="Config override as pipetask -c, e.g. parameters:niter=5000.",
+    )
+    campaign.add_argument("-j", "--jobs", type=int, default=1, help="Processes running chains side by side.")
+    campaign.add_argument(
+        "--bps", metavar="SUBMIT_YAML", help="Run each step as a bps submission of this submit file."
+    )
+    campaign.add_argument(
+        "--mock",
+        action="store_true",
+        help="Rehearse with the middleware's mock tasks: graphs, execution and registration, no images.",
+    )
+    campaign.add_argument(
+        "--mock-cycles", type=int, default=2, help="With --mock: minor cycles after which CLEAN stops."
+    )
+    campaign.add_argument(
+        "--mock-failure",
+        action="append",
+        default=[],
+        metavar="LABEL:WHERE",
+        help="With --mock: quanta of task LABEL whose data ID matches WHERE raise (e.g. "
+        "\"deconvolve:field = 'f00003'\").",
+    )
+    campaign.set_defaults(func=_campaign)
     return parser
 
 
@@ -405,11 +521,6 @@ def _exit_status(err: Exception) -> int:
         return 128 + int(signal.Signals[err.signal_name])
     signal_number = getattr(err, "signal_number", None)
     return 128 + signal_number if signal_number else 1
-
-
-def _stop_on_sigterm(signal_number: int, frame) -> None:
-    # As Ctrl-C: the command stops where it is, cleans up and says how to go on.
-    raise KeyboardInterrupt(signal.Signals(signal_number).name)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -432,12 +543,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger("lsst.pipe.base.single_quantum_executor").setLevel(logging.CRITICAL)
     # The process-wide set-up that importing radio_clean leaves to its entry points.
     set_up_casa()
-    previous_sigterm = signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    # SIGTERM as Ctrl-C: the command stops where it is, cleans up and says how to go on.
     try:
-        if getattr(args, "wants_argv", False):
-            args.func(args, argv)
-        else:
-            args.func(args)
+        with stop_on_signals():
+            if getattr(args, "wants_argv", False):
+                status = args.func(args, argv)
+            else:
+                status = args.func(args)
     except _USER_ERRORS as err:
         print(f"radio-clean: error: {err}", file=sys.stderr)
         return _exit_status(err)
@@ -445,9 +557,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         name = str(err.args[0]) if err.args else "SIGINT"
         print(f"radio-clean: error: Stopped by {name} before {args.command} finished.", file=sys.stderr)
         return 128 + int(signal.Signals[name])
-    finally:
-        signal.signal(signal.SIGTERM, previous_sigterm)
-    return 0
+    return status or 0
 
 
 def run() -> NoReturn:

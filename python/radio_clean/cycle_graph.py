@@ -56,8 +56,13 @@ class NextCycleGraphBuilder(QuantumGraphBuilder):
     ) -> None:
         super().__init__(pipeline_graph, butler, **kwargs)
         self._keep = keep
-        quanta = previous.build_execution_quanta()
         nodes = previous.quantum_only_xgraph.nodes
+        # Only the quanta of this step's tasks: they read or made every dataset the step reads
+        # (building execution quanta is most of the time here, for 10,000s of quanta).
+        labels = set(pipeline_graph.tasks)
+        quanta = previous.build_execution_quanta(
+            [quantum_id for quantum_id in nodes if nodes[quantum_id]["pipeline_node"].label in labels]
+        )
         self._template_quanta: dict[str, list[Any]] = {}
         self._known: dict[tuple[str, DataCoordinate], DatasetRef] = {}
         # Dataset type of each input connection of the previous graph's tasks.
@@ -74,21 +79,36 @@ class NextCycleGraphBuilder(QuantumGraphBuilder):
     def process_subgraph(self, subgraph: PipelineGraph) -> QuantumGraphSkeleton:
         # Docstring inherited.
         skeleton = QuantumGraphSkeleton(subgraph.tasks)
+        # Per dataset type, looked up once rather than once a quantum (the pipeline graph's
+        # producer_of walks a networkx view each time).
+        produced = {name: subgraph.producer_of(name) is not None for name in subgraph.dataset_types}
+        subsets: dict[tuple[DataCoordinate, str], DataCoordinate] = {}
+
+        def subset(data_id: DataCoordinate, name: str) -> DataCoordinate:
+            # A chain's quanta share their data ID: each subset is made once a chain.
+            key = (data_id, name)
+            if key not in subsets:
+                subsets[key] = data_id.subset(subgraph.dataset_types[name].dimensions)
+            return subsets[key]
+
         for task_node in subgraph.tasks.values():
             templates = self._template_quanta.get(task_node.label)
             if templates is None:
                 raise UnknownInputError(f"The previous graph has no quanta of {task_node.label}.")
+            read_edges = list(task_node.iter_all_inputs())
+            for read_edge in read_edges:
+                if read_edge.is_prerequisite:
+                    raise UnknownInputError(
+                        f"{task_node.label}.{read_edge.connection_name} is a prerequisite."
+                    )
+            write_names = [edge.parent_dataset_type_name for edge in task_node.iter_all_outputs()]
+            template_edges = self._template_edges[task_node.label]
             for template in templates:
                 if not self._keep(template.dataId):
                     continue
                 quantum_key = skeleton.add_quantum_node(task_node.label, template.dataId)
-                template_edges = self._template_edges[task_node.label]
-                for read_edge in task_node.iter_all_inputs():
+                for read_edge in read_edges:
                     name = read_edge.parent_dataset_type_name
-                    if read_edge.is_prerequisite:
-                        raise UnknownInputError(
-                            f"{task_node.label}.{read_edge.connection_name} is a prerequisite."
-                        )
                     # The same connection of the template quantum: its datasets' data IDs (and the
                     # datasets themselves when the name did not change: MSs, PSF, primary beam...).
                     template_name = template_edges.get(read_edge.connection_name)
@@ -102,10 +122,9 @@ class NextCycleGraphBuilder(QuantumGraphBuilder):
                     if template_refs:
                         data_ids = [ref.dataId for ref in template_refs]
                     else:
-                        data_ids = [template.dataId.subset(subgraph.dataset_types[name].dimensions)]
-                    produced_here = subgraph.producer_of(name) is not None
+                        data_ids = [subset(template.dataId, name)]
                     for data_id in data_ids:
-                        if produced_here:
+                        if produced[name]:
                             key = skeleton.add_dataset_node(name, data_id)
                         else:
                             ref = self._known.get((name, data_id))
@@ -113,8 +132,8 @@ class NextCycleGraphBuilder(QuantumGraphBuilder):
                                 raise UnknownInputError(f"No {name} for {data_id} in the previous graph.")
                             key = skeleton.add_dataset_node(name, data_id, ref=ref)
                         skeleton.add_input_edge(quantum_key, key)
-                for write_edge in task_node.iter_all_outputs():
-                    name = write_edge.parent_dataset_type_name
-                    data_id = template.dataId.subset(subgraph.dataset_types[name].dimensions)
-                    skeleton.add_output_edge(quantum_key, skeleton.add_dataset_node(name, data_id))
+                for name in write_names:
+                    skeleton.add_output_edge(
+                        quantum_key, skeleton.add_dataset_node(name, subset(template.dataId, name))
+                    )
         return skeleton

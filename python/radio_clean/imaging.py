@@ -26,6 +26,7 @@ import yaml
 from lsst.daf.butler import CollectionType
 
 from ._errors import os_error_in
+from ._stop import stop_requested
 from .chunks import ChunkError, chunk_ranges, define_channel_chunks, output_channel_count
 from .export import export_run, summary_line
 from .ingest import INGEST_RUN, ingest_measurement_sets
@@ -237,6 +238,9 @@ def image_measurement_sets(
         stage = "export"
         summaries = export_run(repo, output, parameters, export_dir)
     except BaseException as err:
+        if stop_requested() and not isinstance(err, (KeyboardInterrupt, LoopInterrupted)):
+            # A library turned the stop's KeyboardInterrupt into another exception.
+            err = KeyboardInterrupt(stop_requested())
         # Said in one sentence: a stop, and failures to write or of the loop once imaging began.
         expected = isinstance(err, (KeyboardInterrupt, LoopError, *_DATABASE_ERRORS)) or os_error_in(err)
         said = isinstance(err, KeyboardInterrupt) or (expected and stage != "prepare")

@@ -25,7 +25,17 @@ killed step left unregistered are removed before it runs again.
 
 from __future__ import annotations
 
-__all__ = ["ChainOutcome", "CleanLoop", "DatasetMemo", "LoopError", "LoopInterrupted", "step_run"]
+__all__ = [
+    "ChainOutcome",
+    "CleanLoop",
+    "DatasetMemo",
+    "LoopError",
+    "LoopInterrupted",
+    "LoopProgress",
+    "MockRun",
+    "StepRecord",
+    "step_run",
+]
 
 import dataclasses
 import functools
@@ -44,7 +54,7 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import lsst.pex.config as pexConfig
@@ -58,6 +68,8 @@ from lsst.daf.butler import (
     LimitedButler,
     MissingCollectionError,
     QuantumBackedButler,
+    StorageClassConfig,
+    StorageClassFactory,
 )
 from lsst.daf.butler.registry import ConflictingDefinitionError
 from lsst.pipe.base import Pipeline, TaskFactory
@@ -66,11 +78,14 @@ from lsst.pipe.base.caching_limited_butler import CachingLimitedButler
 from lsst.pipe.base.pipelineIR import ContractError
 from lsst.pipe.base.quantum_graph import PredictedQuantumGraph
 from lsst.pipe.base.single_quantum_executor import SingleQuantumExecutor
+from lsst.pipe.base.tests.mocks import ForcedFailure, mock_pipeline_graph
 
 from ._errors import os_error_in
 from ._scratch import make_scratch_dir, process_alive, remove_stale_scratch
+from ._stop import raise_if_stop_requested, stop_requested
 from .cycle_graph import NextCycleGraphBuilder, UnknownInputError
 from .image import RadioImage
+from .ingest import VISIBILITIES
 from .parameters import CleanParametersConfig
 from .pipeline import STEPS
 
@@ -94,11 +109,17 @@ class LoopError(RuntimeError):
     reason : `str`
         What went wrong, without the advice on resuming (for callers that
         give their own).
+    failed_chains : `list` [`ChainOutcome`]
+        The chains a quantum of which raised, when that is what went wrong
+        (the other chains were finished).
     """
 
-    def __init__(self, message: str, *, reason: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, reason: str | None = None, failed_chains: Sequence[ChainOutcome] = ()
+    ) -> None:
         super().__init__(message)
         self.reason = reason or message
+        self.failed_chains = list(failed_chains)
 
 
 class LoopInterrupted(LoopError):  # noqa: N818 (a stop, not an error of the loop)
@@ -124,6 +145,58 @@ class ChainOutcome:
     """The iteration summary of the cycle that stopped CLEAN (``None`` if the chain failed)."""
     error: str | None = None
     """What failed, if a quantum of this chain raised."""
+
+
+@dataclasses.dataclass(frozen=True)
+class LoopProgress:
+    """How far the loop is, after a step: counts of chains (field, band, channel chunk)."""
+
+    step: str
+    """The RUN collection of the step just done (``OUTPUT/cycle003``)."""
+    converged: int
+    """Chains whose restored images are made (CLEAN stopped and the finish step ran)."""
+    failed: int
+    """Chains a quantum of which raised (they wait for a retry)."""
+    remaining: int
+    """Chains still cleaning, or stopped and waiting for their finish step."""
+    elapsed: float
+    """Seconds since the loop started."""
+
+
+@dataclasses.dataclass
+class StepRecord:
+    """What one step of the loop did, for progress reports and benchmarks."""
+
+    run: str
+    """The step's RUN collection."""
+    quanta: int
+    """Quanta run (or, under bps, submitted) in this process's graph of the step."""
+    chains: list[tuple]
+    """Chains that had quanta to run in the step (not those skipped as done before)."""
+    graph_seconds: float
+    """Time to build the step's quantum graph (0 under bps: bps builds it)."""
+    run_seconds: float
+    """Time to run the quanta and register their outputs (the whole submission under bps)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class MockRun:
+    """Run the loop with the middleware's mock tasks instead of CASA: bookkeeping alone, at any scale.
+
+    Every task is replaced by `lsst.pipe.base.tests.mocks.MockPipelineTask`
+    (outputs are small mock datasets; the ``visibilities`` are not read), so
+    graph building, execution and registration are exercised without
+    imaging. A mock iteration summary says CLEAN stops after ``cycles``
+    minor cycles for every chain.
+    """
+
+    cycles: int = 2
+    """Minor cycle at which every chain stops (2: start, cycle001, finish002)."""
+    failures: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    """Task label -> data query condition (``field = 'f0003'``) of quanta that raise (`ValueError`).
+
+    The failures are not settings: a run resumed without them (the retry of
+    the failed chains) is the same run."""
 
 
 class DatasetMemo:
@@ -236,11 +309,13 @@ def _step_butler(
 
 def _init_outputs(graph: PredictedQuantumGraph) -> list[DatasetRef]:
     """Configs of the step's tasks (and, for the start step, software versions)."""
-    refs = [ref for label in graph.pipeline_graph.tasks for ref in graph.get_init_outputs(label).values()]
-    try:
-        refs.extend(graph.get_init_outputs("").values())
-    except KeyError:
-        pass
+    refs = []
+    # A resumed step's graph has no init quanta for the tasks whose quanta all ran before.
+    for label in (*graph.pipeline_graph.tasks, ""):
+        try:
+            refs.extend(graph.get_init_outputs(label).values())
+        except KeyError:
+            pass
     return refs
 
 
@@ -265,6 +340,8 @@ def _execute_quanta(
     outcomes: dict[uuid.UUID, str | None] = {}
     failed_chains: dict[tuple, str] = {}
     for quantum_id in quantum_ids:
+        # A stop whose KeyboardInterrupt some library caught is still a stop.
+        raise_if_stop_requested()
         quantum = quanta[quantum_id]
         chain = _chain_key(quantum.dataId)
         if chain in failed_chains:
@@ -283,6 +360,9 @@ def _execute_quanta(
         try:
             executor.execute(task_node, quantum, quantum_id)
         except Exception as err:
+            if stop_requested():
+                # The stop's KeyboardInterrupt, turned into another exception on its way up.
+                raise KeyboardInterrupt(stop_requested()) from err
             # A full disk or a read-only repository is said in the message; a traceback is for bugs.
             os_error = os_error_in(err)
             message = f"{task_node.label} on {dict(quantum.dataId.required)} failed: {os_error or err}"
@@ -291,6 +371,7 @@ def _execute_quanta(
             outcomes[quantum_id] = message
         else:
             outcomes[quantum_id] = None
+    raise_if_stop_requested()
     return outcomes
 
 
@@ -353,6 +434,9 @@ def _worker_main(tasks, results, butler_config: ButlerConfig, loop_pid: int) -> 
     # Ctrl-C reaches the whole process group: the loop's process handles it and tells workers to stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_exit_with_loop, args=(loop_pid, os.getppid()), daemon=True).start()
+    # The repository's storage classes (RadioImage...) before any graph is read: a graph of mock
+    # tasks makes their mock storage classes from them while it is read.
+    StorageClassFactory().addFromConfig(StorageClassConfig(butler_config))
     memo = DatasetMemo()
     while True:
         try:
@@ -368,7 +452,10 @@ def _worker_main(tasks, results, butler_config: ButlerConfig, loop_pid: int) -> 
             return
         graph_path, quantum_ids = task
         try:
-            graph = PredictedQuantumGraph.read_execution_quanta(graph_path, quantum_ids)
+            # The whole file, read in order: reading only the quanta of some IDs (seeks inside a
+            # zip member) failed with EOFError from zipfile once a step had some hundreds of quanta
+            # (lsst-pipe-base's multiblock reader, Python 3.12.1; 200 chains at --jobs 2).
+            graph = PredictedQuantumGraph.read_execution_quanta(graph_path)
             with _step_butler(graph, quantum_ids, butler_config) as qbb:
                 results.put(_execute_quanta(graph, quantum_ids, qbb, memo))
             memo.next_step()
@@ -413,6 +500,12 @@ class CleanLoop:
     bps_submit : `str`, optional
         A bps submit file: run each step as a ``bps submit`` of the step's
         pipeline instead of in this process.
+    mock : `MockRun`, optional
+        Run the middleware's mock tasks instead of the pipeline's (benchmarks
+        and tests of the bookkeeping). Under bps the submit file must ask
+        ``pipetask qgraph`` for them too (``--mock``).
+    progress : `~collections.abc.Callable`, optional
+        Called with a `LoopProgress` after every step.
     """
 
     def __init__(
@@ -427,6 +520,8 @@ class CleanLoop:
         jobs: int = 1,
         config_overrides: Sequence[tuple[str, str, str]] = (),
         bps_submit: str | None = None,
+        mock: MockRun | None = None,
+        progress: Callable[[LoopProgress], None] | None = None,
     ) -> None:
         self.repo = repo
         self.pipeline_uri = pipeline_uri
@@ -437,7 +532,11 @@ class CleanLoop:
         self.jobs = max(1, jobs)
         self.config_overrides = list(config_overrides)
         self.bps_submit = os.path.abspath(bps_submit) if bps_submit else None
+        self.mock = mock
+        self.progress = progress
         self.graph_seconds = 0.0
+        self.steps: list[StepRecord] = []
+        """What each step did, in order."""
         self._butler_config = ButlerConfig(repo)
         self._pipelines: dict[str, Pipeline] = {}
         self._previous_graph: PredictedQuantumGraph | None = None
@@ -466,8 +565,12 @@ class CleanLoop:
         try:
             with Butler.from_config(self.repo, writeable=True) as butler:
                 return self._run(butler, memo, pool, scratch)
-        except KeyboardInterrupt as err:
-            signal_name = str(err.args[0]) if err.args else "SIGINT"
+        except BaseException as err:
+            signal_name = stop_requested()
+            if signal_name is None and isinstance(err, KeyboardInterrupt):
+                signal_name = str(err.args[0]) if err.args else "SIGINT"
+            if signal_name is None:
+                raise
             raise LoopInterrupted(
                 f"Stopped by {signal_name}. The steps finished so far are in collection {self.output} of "
                 f"{self.repo}; run the same command again with the same output collection ({self.output}) "
@@ -484,9 +587,11 @@ class CleanLoop:
         self._prepare_output(butler)
         failed: dict[tuple, str] = {}
         summaries: dict[tuple, dict[str, Any]] = {}
-        active = self._run_step(
-            butler, _Step("start", step_run(self.output, "start"), 0, 1), None, memo, pool, scratch, failed
-        )
+        finished: set[tuple] = set()
+        start = _Step("start", step_run(self.output, "start"), 0, 1)
+        active = self._run_step(butler, start, None, memo, pool, scratch, failed)
+        chains_seen = set(active) | set(failed)
+        self._report(start.run, chains_seen, finished, failed)
         cycle = 1
         while active:
             summaries.update(self._summaries(butler, active, cycle))
@@ -511,6 +616,7 @@ class CleanLoop:
                 break
             step = _Step("cycle", step_run(self.output, "cycle", cycle), cycle, cycle + 1)
             active = self._run_step(butler, step, going_on, memo, pool, scratch, failed)
+            self._report(step.run, chains_seen, finished, failed)
             cycle += 1
         # Each chain is restored from the cycle its summary stopped at.
         by_final_cycle: dict[int, list[tuple]] = {}
@@ -519,7 +625,8 @@ class CleanLoop:
                 by_final_cycle.setdefault(int(summary["cycle"]), []).append(chain)
         for final_cycle, chains in sorted(by_final_cycle.items()):
             step = _Step("finish", step_run(self.output, "finish", final_cycle), final_cycle - 1, final_cycle)
-            self._run_step(butler, step, chains, memo, pool, scratch, failed)
+            finished.update(self._run_step(butler, step, chains, memo, pool, scratch, failed))
+            self._report(step.run, chains_seen, finished, failed)
         outcomes = [
             ChainOutcome(dict(chain), summary=summaries.get(chain) if chain not in failed else None,
                          error=failed.get(chain))
@@ -532,8 +639,25 @@ class CleanLoop:
                 + f". The others are finished in collection {self.output} of {self.repo}; run the same "
                 "command again with the same output collection to retry the failed ones.",
                 reason=reason,
+                failed_chains=[outcome for outcome in outcomes if outcome.error is not None],
             )
         return outcomes
+
+    def _report(
+        self, run: str, chains: set[tuple], finished: set[tuple], failed: Mapping[tuple, str]
+    ) -> None:
+        if self.progress is None:
+            return
+        converged = len(finished - failed.keys())
+        self.progress(
+            LoopProgress(
+                step=run,
+                converged=converged,
+                failed=len(failed),
+                remaining=len(chains) - converged - len(failed),
+                elapsed=time.perf_counter() - self._started,
+            )
+        )
 
     def _prepare_output(self, butler: Butler) -> None:
         try:
@@ -549,7 +673,7 @@ class CleanLoop:
         for task_node in graph.tasks.values():
             config_type = task_node.init.config_output.dataset_type_name
             ref = butler.find_dataset(config_type, collections=[start_run]) if start_run in chain else None
-            if ref is not None and not task_node.config.compare(butler.get(ref), shortcut=True):
+            if ref is not None and not self._same_settings(task_node.config, butler.get(ref)):
                 raise LoopError(
                     f"Output collection {self.output} was started with other settings of {task_node.label} "
                     "than these; give a new output collection, or the same settings to resume it."
@@ -588,7 +712,16 @@ class CleanLoop:
                         )
                     pipeline.addConfigOverride(label, name, value)
                 self._pipelines[step.subset] = pipeline
-            return self._step_pipeline(step).to_graph()
+            graph = self._step_pipeline(step).to_graph()
+            if self.mock is not None:
+                graph = mock_pipeline_graph(
+                    graph,
+                    unmocked_dataset_types=[VISIBILITIES],
+                    force_failures={
+                        label: ForcedFailure(condition) for label, condition in self.mock.failures.items()
+                    },
+                )
+            return graph
         except (
             OSError,
             LookupError,
@@ -611,7 +744,8 @@ class CleanLoop:
         return pipeline
 
     @functools.cached_property
-    def _image_type(self) -> str:
+    def image_type(self) -> str:
+        """Dataset type of the restored image (``image``, ``cube_image``; ``_mock_`` first for mocks)."""
         return self._summary_prefix + "image"
 
     def _run_step(
@@ -628,11 +762,17 @@ class CleanLoop:
 
         Returns the chains that ran the step without failing.
         """
+        raise_if_stop_requested()
         if self.bps_submit is not None:
-            return self._submit_step(butler, step, chains, failed)
+            started = time.perf_counter()
+            record = StepRecord(step.run, 0, [], 0.0, 0.0)
+            ran = self._submit_step(butler, step, chains, failed, record)
+            record.run_seconds = time.perf_counter() - started
+            self.steps.append(record)
+            return ran
         started = time.perf_counter()
         pipeline_graph = self._pipeline_graph(step)
-        where, bind = self._chain_query(chains)
+        where, bind = self.where, self.bind
         # A step whose RUN exists was begun by an earlier, killed run: resume it.
         try:
             butler.collections.get_info(step.run)
@@ -651,7 +791,10 @@ class CleanLoop:
                 butler.collections.prepend_chain(self.output, step.run)
         graph = components.assemble()
         quantum_ids = list(graph)
-        self.graph_seconds += time.perf_counter() - started
+        graph_seconds = time.perf_counter() - started
+        self.graph_seconds += graph_seconds
+        record = StepRecord(step.run, len(quantum_ids), [], graph_seconds, 0.0)
+        self.steps.append(record)
         all_chains = {_chain_key(graph.quantum_only_xgraph.nodes[q]["data_id"]) for q in quantum_ids}
         if chains is None and not quantum_ids:
             # Nothing to do: the start step is done (a resumed run), or the query matched nothing.
@@ -669,6 +812,7 @@ class CleanLoop:
             by_chain: dict[tuple, list[uuid.UUID]] = {}
             for quantum_id in quantum_ids:  # in the order they must run
                 by_chain.setdefault(_chain_key(quanta[quantum_id].dataId), []).append(quantum_id)
+            record.chains = list(by_chain)
             with _step_butler(graph, quantum_ids, self._butler_config) as qbb:
                 self._initialize_run(qbb, graph, step)
                 if pool is None:
@@ -685,6 +829,10 @@ class CleanLoop:
                 if errors:
                     failed[chain] = errors[0]
             self._previous_graph = graph if step.subset != "finish" else None
+        record.run_seconds = time.perf_counter() - started - graph_seconds
+        if chains is None and resumed:
+            # Chains whose start step ran before go on too: one may have failed in a later step.
+            all_chains |= set(self._chains_with(butler, self._summary_type(1)))
         ran = sorted(all_chains if chains is None else set(chains), key=str)
         return [chain for chain in ran if chain not in failed]
 
@@ -718,13 +866,19 @@ class CleanLoop:
             butler,
             where=where,
             bind=bind,
+            data_id_tables=[] if chains is None else [_chain_table(chains)],
             output_run=step.run,
             input_collections=[self.output],
             skip_existing_in=[step.run] if resumed else [],
         ).finish(output=self.output, metadata={"data_query": where}, attach_datastore_records=True)
 
     def _submit_step(
-        self, butler: Butler, step: _Step, chains: Sequence[tuple] | None, failed: dict[tuple, str]
+        self,
+        butler: Butler,
+        step: _Step,
+        chains: Sequence[tuple] | None,
+        failed: dict[tuple, str],
+        record: StepRecord,
     ) -> list[tuple]:
         """Run one step as a bps submission; return the chains that made its outputs.
 
@@ -745,15 +899,17 @@ class CleanLoop:
             f"(from {os.getcwd()})"
         )
 
-        def chains_in_run(dataset_type: str) -> set[tuple]:
+        def datasets_in_run(dataset_type: str) -> list[DatasetRef]:
             butler.registry.refresh()
             try:
-                refs = butler.query_all_datasets(step.run, name=dataset_type, find_first=False, limit=None)
+                return butler.query_all_datasets(step.run, name=dataset_type, find_first=False, limit=None)
             except (MissingCollectionError, MissingDatasetTypeError):
-                return set()
-            return {_chain_key(ref.dataId) for ref in refs}
+                return []
 
-        product = self._summary_type(step.minor_cycle) if step.subset != "finish" else self._image_type
+        def chains_in_run(dataset_type: str) -> set[tuple]:
+            return {_chain_key(ref.dataId) for ref in datasets_in_run(dataset_type)}
+
+        product = self._summary_type(step.minor_cycle) if step.subset != "finish" else self.image_type
         returncode = None
         if chains_in_run("*"):
             _log.info("Step %s: done before, not submitted again.", os.path.basename(step.run))
@@ -774,13 +930,17 @@ class CleanLoop:
                 command = [
                     os.path.join(os.path.dirname(sys.executable), "bps"), "submit", self.bps_submit,
                     "-b", repo, "-i", ",".join(self.inputs), "-o", self.output, "--output-run", step.run,
-                    "-p", pipeline_path, "-d", self._literal_chain_query(None),
+                    "-p", pipeline_path, "-d", self._literal_query(),
                     *self._chain_table_options(config, chains, directory),
                 ]  # fmt: skip
                 _log.info("Step %s: %s", os.path.basename(step.run), shlex.join(command))
                 returncode = subprocess.run(command).returncode
             finally:
                 shutil.rmtree(directory, ignore_errors=True)
+            # Every quantum that ran wrote its metadata.
+            metadata = [ref for ref in datasets_in_run("*_metadata") if ref.dataId.dimensions.names]
+            record.quanta = len(metadata)
+            record.chains = sorted({_chain_key(ref.dataId) for ref in metadata}, key=str)
         made = chains_in_run(product)
         # Without a list of chains (the start step), those that logged anything were in the step.
         expected = made | chains_in_run("*_log") if chains is None else set(chains)
@@ -810,38 +970,20 @@ class CleanLoop:
         """
         if chains is None:
             return []
-        from astropy.table import Table
-
-        names = [name for name, _ in chains[0]]
         table_path = os.path.join(directory, "chains.ecsv")
-        Table(rows=[[value for _, value in chain] for chain in chains], names=names).write(table_path)
+        _chain_table(chains).write(table_path, format="ascii.ecsv")
         # The submit file's own options are kept: the command line's value replaces the file's.
         _, extra = config.search("extraQgraphOptions", opt={"default": ""})
         return ["--extra-qgraph-options", f"{extra or ''} --data-id-table {table_path}".strip()]
 
-    def _literal_chain_query(self, chains: Sequence[tuple] | None) -> str:
+    def _literal_query(self) -> str:
         # bps takes a data query without bind values: write them into the query.
-        where, bind = self._chain_query(chains)
-        for key in sorted(bind, key=len, reverse=True):
-            value = bind[key]
+        where = self.where
+        for key in sorted(self.bind, key=len, reverse=True):
+            value = self.bind[key]
             literal = repr(value) if isinstance(value, str) else str(value)
             where = re.sub(rf"\b{re.escape(key)}\b", lambda _: literal, where)
         return where
-
-    def _chain_query(self, chains: Sequence[tuple] | None) -> tuple[str, dict[str, Any]]:
-        if chains is None:
-            return self.where, self.bind
-        bind = dict(self.bind)
-        terms = []
-        for index, chain in enumerate(chains):
-            parts = []
-            for name, value in chain:
-                key = f"loop_{name}_{index}"
-                bind[key] = value
-                parts.append(f"{name} = {key}")
-            terms.append("(" + " AND ".join(parts) + ")")
-        where = " OR ".join(terms)
-        return (f"({self.where}) AND ({where})" if self.where else where), bind
 
     def _chains_with(
         self, butler: Butler, dataset_type: str, collections: Sequence[str] | None = None
@@ -857,6 +999,8 @@ class CleanLoop:
         return sorted({_chain_key(ref.dataId) for ref in refs}, key=str)
 
     def _summaries(self, butler: Butler, chains: Sequence[tuple], cycle: int) -> dict[tuple, dict[str, Any]]:
+        if self.mock is not None:
+            return {chain: self._mock_summary(cycle) for chain in chains}
         summary_type = self._summary_type(cycle)
         # The refs of the graph just run, and the summaries themselves if this process made them.
         refs = {}
@@ -875,6 +1019,28 @@ class CleanLoop:
             else:
                 summaries[chain] = butler.get(summary_type, dict(chain), collections=self.output)
         return summaries
+
+    def _mock_summary(self, cycle: int) -> dict[str, Any]:
+        """The iteration summary of minor cycle ``cycle`` in a `MockRun`: CLEAN stops at ``mock.cycles``."""
+        stopped = cycle >= self.mock.cycles
+        return {
+            "cycle": cycle,
+            "stopped": stopped,
+            "stop_reason": "Mock run: stopped" if stopped else "",
+            "stopcode": 1 if stopped else 0,
+            "iterdone": cycle,
+            "nmajordone": cycle + 1,
+            "peak_residual_before_cycle": [],
+            "cyclethreshold": 0.0,
+        }
+
+    def _same_settings(self, config: pexConfig.Config, stored: pexConfig.Config) -> bool:
+        """Whether a task's config is the one stored by an earlier run of the same output collection."""
+        if self.mock is not None:
+            # Injected failures are not settings: the retry without them goes on with the same run.
+            stored.fail_condition = config.fail_condition
+            stored.fail_exception = config.fail_exception
+        return config.compare(stored, shortcut=True)
 
     @functools.cached_property
     def _summary_prefix(self) -> str:
@@ -900,11 +1066,13 @@ class CleanLoop:
                     if uri.exists():
                         uri.remove()
 
-    @staticmethod
-    def _initialize_run(qbb: QuantumBackedButler, graph: PredictedQuantumGraph, step: _Step) -> None:
+    def _initialize_run(self, qbb: QuantumBackedButler, graph: PredictedQuantumGraph, step: _Step) -> None:
         # Configs (and software versions) of a resumed step are compared with those stored.
         try:
-            graph.write_configs(qbb, compare_existing=True)
+            if self.mock is None:
+                graph.write_configs(qbb, compare_existing=True)
+            else:
+                self._write_mock_configs(qbb, graph)
         except ConflictingDefinitionError:
             raise LoopError(
                 f"{step.run} was made with other settings than these; give a new output collection, or the "
@@ -913,6 +1081,21 @@ class CleanLoop:
         if step.subset == "start":
             graph.write_packages(qbb, compare_existing=True)
         graph.write_init_outputs(qbb, skip_existing=True)
+
+    def _write_mock_configs(self, qbb: QuantumBackedButler, graph: PredictedQuantumGraph) -> None:
+        # As PredictedQuantumGraph.write_configs, comparing with `_same_settings`.
+        for label, task_node in graph.pipeline_graph.tasks.items():
+            try:
+                ref = graph.get_init_outputs(label)["_config"]
+            except KeyError:
+                continue
+            try:
+                stored = qbb.get(ref)
+            except (LookupError, FileNotFoundError):
+                qbb.put(task_node.config, ref)
+                continue
+            if not self._same_settings(task_node.config, stored):
+                raise ConflictingDefinitionError(f"{label}'s config differs from the one stored.")
 
     def _register(
         self,
@@ -955,6 +1138,18 @@ class CleanLoop:
         finally:
             if source is not qbb:
                 source.close()
+
+
+def _chain_table(chains: Sequence[tuple]) -> Any:
+    """The chains as a table of data IDs, for the graph builder to join.
+
+    Not a data query with one term a chain: the butler's query system turns
+    an OR of ANDs into its conjunctive normal form, which grows as 3**chains.
+    """
+    from astropy.table import Table  # a third of a second to import; only steps for given chains need it
+
+    names = [name for name, _ in chains[0]]
+    return Table(rows=[[value for _, value in chain] for chain in chains], names=names)
 
 
 def _describe(chain: tuple) -> str:

@@ -1,0 +1,269 @@
+"""Campaign scale without CASA: graph building and bookkeeping of the CLEAN loop over N field chains.
+
+Not a test: prints a table. Usage::
+
+    .venv/bin/python bench/campaign_bench.py [--chains 100,1000] [--big] [--bands 1]
+        [--sample-chains 20] [--full-loop-max 100] [--bps-chains 0] [--repeat 3]
+        [--workdir /tmp/radio_clean-campaign-bench] [--keep]
+
+For every N a repository of N fields x ``--bands`` bands is made without
+any MeasurementSet (`radio_clean.campaign.synthetic_repository`: the
+dimension records and ``visibilities`` datasets that ingest would register),
+and the loop's steps are driven with the middleware's mock tasks
+(`radio_clean.loop.MockRun`, ``lsst.pipe.base.tests.mocks``), so what is
+measured is graph building, execution bookkeeping and registration, not
+imaging. Columns:
+
+``start graph``
+    Building the ``start`` step's graph over all N chains (a data query).
+``cycle graph``
+    Building one ``cycle`` step's graph over all N chains from the start
+    graph (`radio_clean.cycle_graph.NextCycleGraphBuilder`, as the loop does).
+``quanta``
+    Quanta of the start and cycle graphs.
+``dataset types``
+    Dataset types registered in the repository after the two steps.
+``registry``
+    Size of the SQLite registry file after the sample below ran.
+``s/quantum``
+    Bookkeeping per quantum: the start step of ``--sample-chains`` chains
+    out of the N (quanta run by the mock tasks in this process through the
+    loop's executor, then their outputs registered), divided by its quanta.
+    For N <= ``--full-loop-max`` also the whole loop (start, two cycles,
+    finish) over all N chains in this process.
+``bps s/step``
+    For ``--bps-chains`` chains: each step of the whole loop as a ``bps
+    submit`` (parsl, local site, one job per chain), seconds per step. Not
+    by default: with mock tasks the step's final job (``butler
+    aggregate-graph``) fails today with ``KeyError: '_mock_RadioImage'``
+    (its scanner processes do not know the mock storage classes); the
+    failure is printed instead of a figure.
+
+The machine this runs on is shared: with ``--repeat`` the small N are
+measured several times and medians printed; ``--big`` adds N = 10,000
+(measured once).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+from lsst.daf.butler import Butler
+
+from radio_clean.campaign import synthetic_repository
+from radio_clean.ingest import INGEST_RUN
+from radio_clean.loop import (
+    CleanLoop,
+    DatasetMemo,
+    LoopError,
+    MockRun,
+    _execute_quanta,
+    _Step,
+    _step_butler,
+    step_run,
+)
+
+CHECKOUT = Path(__file__).resolve().parents[1]
+PIPELINE = str(CHECKOUT / "pipelines" / "ContinuumImaging.yaml")
+BPS_LOCAL = str(CHECKOUT / "bps" / "continuum_local.yaml")
+OUTPUT = "bench/run"
+
+
+def graphs_and_sample(root: str, n_sample: int) -> dict[str, float]:
+    """Build the start and first cycle graphs over every chain; run the start step of a sample."""
+    loop = CleanLoop(root, pipeline_uri=PIPELINE, inputs=[INGEST_RUN], output=OUTPUT, mock=MockRun(cycles=3))
+    figures: dict[str, float] = {}
+    with Butler.from_config(root, writeable=True) as butler:
+        loop._prepare_output(butler)
+        start = _Step("start", step_run(OUTPUT, "start"), 0, 1)
+        pipeline_graph = loop._pipeline_graph(start)
+        pipeline_graph.resolve(butler.registry)
+        loop._register_dataset_types(butler, pipeline_graph, start)
+        began = time.perf_counter()
+        graph = loop._build_graph(butler, pipeline_graph, start, None, "", {}, False).assemble()
+        figures["start_graph_s"] = time.perf_counter() - began
+        figures["start_quanta"] = len(graph)
+        chains = sorted({_chain(graph, q) for q in graph}, key=str)
+        loop._previous_graph = graph
+        cycle = _Step("cycle", step_run(OUTPUT, "cycle", 1), 1, 2)
+        cycle_graph = loop._pipeline_graph(cycle)
+        cycle_graph.resolve(butler.registry)
+        loop._register_dataset_types(butler, cycle_graph, cycle)
+        began = time.perf_counter()
+        built = loop._build_graph(butler, cycle_graph, cycle, chains, "", {}, False).assemble()
+        figures["cycle_graph_s"] = time.perf_counter() - began
+        figures["cycle_quanta"] = len(built)
+        del built
+        # The start step of a sample of chains, as the loop runs and registers it.
+        sample = set(chains[:n_sample])
+        quantum_ids = [q for q in graph if _chain(graph, q) in sample]
+        butler.collections.register(start.run)
+        butler.collections.prepend_chain(OUTPUT, start.run)
+        began = time.perf_counter()
+        with _step_butler(graph, quantum_ids, loop._butler_config) as qbb:
+            loop._initialize_run(qbb, graph, start)
+            outcomes = _execute_quanta(graph, quantum_ids, qbb, DatasetMemo())
+            loop._register(butler, qbb, graph, outcomes, written_here=True, with_packages=True)
+        figures["sample_s_per_quantum"] = (time.perf_counter() - began) / len(quantum_ids)
+        figures["dataset_types"] = len(butler.registry.queryDatasetTypes())
+    figures["registry_bytes"] = os.path.getsize(os.path.join(root, "gen3.sqlite3"))
+    return figures
+
+
+def _chain(graph, quantum_id) -> tuple:
+    data_id = graph.quantum_only_xgraph.nodes[quantum_id]["data_id"]
+    return tuple((name, data_id[name]) for name in ("instrument", "field", "band"))
+
+
+def full_loop(root: str, bps_submit: str | None = None) -> dict[str, float]:
+    """The whole loop (start, cycle001, cycle002, finish003) over every chain; time per quantum, step."""
+    loop = CleanLoop(
+        root,
+        pipeline_uri=PIPELINE,
+        inputs=[INGEST_RUN],
+        output="bench/full",
+        mock=MockRun(cycles=3),
+        bps_submit=bps_submit,
+    )
+    began = time.perf_counter()
+    loop.run()
+    elapsed = time.perf_counter() - began
+    quanta = sum(record.quanta for record in loop.steps)
+    return {
+        "full_s_per_quantum": sum(r.run_seconds for r in loop.steps) / quanta,
+        "full_quanta": quanta,
+        "s_per_step": statistics.median(record.run_seconds + record.graph_seconds for record in loop.steps),
+        "full_s": elapsed,
+    }
+
+
+def mock_submit_file(directory: str) -> str:
+    """The shipped local submit file, asking pipetask for the mock tasks (labels ``_mock_*``).
+
+    Sets ``DAF_BUTLER_CONFIG_PATH`` for the jobs to a directory with the
+    repository's storage classes: ``pipetask pre-exec-init-qbb`` makes the
+    mock storage classes (``_mock_RadioImage``) before it reads the
+    repository's config, and fails with ``KeyError: 'RadioImage'`` otherwise
+    (issue 15, fixed on another branch).
+    """
+    with open(CHECKOUT / "python" / "radio_clean" / "config" / "butler.yaml") as stream:
+        storage_classes = yaml.safe_load(stream)["storageClasses"]
+    config_dir = os.path.join(directory, "config")
+    os.makedirs(config_dir, exist_ok=True)
+    with open(os.path.join(config_dir, "storageClasses.yaml"), "w") as stream:
+        yaml.safe_dump({"storageClasses": storage_classes}, stream)
+    os.environ["DAF_BUTLER_CONFIG_PATH"] = config_dir
+    with open(BPS_LOCAL) as stream:
+        local = yaml.safe_load(stream)
+    with open(CHECKOUT / "bps" / "continuum_common.yaml") as stream:
+        common = yaml.safe_load(stream)
+    labels = [label.strip() for label in common["cluster"]["continuum"]["pipetasks"].split(",")]
+    path = os.path.join(directory, "mock_local.yaml")
+    with open(path, "w") as stream:
+        yaml.safe_dump(
+            {
+                "includeConfigs": [BPS_LOCAL],
+                "extraQgraphOptions": "--mock --unmocked-dataset-types visibilities",
+                "cluster": {
+                    "continuum": {
+                        "pipetasks": ", ".join(f"_mock_{label}" for label in labels),
+                        "dimensions": local.get("cluster", {})
+                        .get("continuum", {})
+                        .get("dimensions", "instrument,field,band"),
+                    }
+                },
+            },
+            stream,
+        )
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Make the repositories, measure, print the table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--chains", default="100,1000", help="Comma-separated N (fields; default 100,1000).")
+    parser.add_argument("--big", action="store_true", help="Add N = 10000 (once).")
+    parser.add_argument("--bands", type=int, default=1, help="Bands per field (default 1).")
+    parser.add_argument("--sample-chains", type=int, default=20, help="Chains whose start step runs.")
+    parser.add_argument("--full-loop-max", type=int, default=100, help="Whole loop in-process up to this N.")
+    parser.add_argument("--bps-chains", type=int, default=0, help="Chains of a bps run (default 0: none).")
+    parser.add_argument("--repeat", type=int, default=3, help="Runs of each N below 10000 (medians).")
+    parser.add_argument("--workdir", default=None, help="Where the repositories go (default a temp dir).")
+    parser.add_argument("--keep", action="store_true", help="Keep the repositories.")
+    args = parser.parse_args(argv)
+    sizes = [int(n) for n in args.chains.split(",") if n]
+    if args.big:
+        sizes.append(10000)
+    workdir = args.workdir or tempfile.mkdtemp(prefix="radio_clean-campaign-bench-")
+    os.makedirs(workdir, exist_ok=True)
+    rows = []
+    try:
+        for n in sizes:
+            runs = []
+            for repeat in range(1 if n >= 10000 else args.repeat):
+                root = os.path.join(workdir, f"n{n}-{repeat}")
+                began = time.perf_counter()
+                synthetic_repository(root, n_fields=n, n_bands=args.bands)
+                figures = {"repo_s": time.perf_counter() - began}
+                figures.update(graphs_and_sample(root, args.sample_chains))
+                if n <= args.full_loop_max:
+                    figures.update(full_loop(root))
+                runs.append(figures)
+                print(f"N={n} run {repeat + 1}: {figures}", file=sys.stderr, flush=True)
+                if not args.keep:
+                    shutil.rmtree(root)
+            row = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
+            rows.append((n * args.bands, len(runs), row))
+        bps_row = None
+        if args.bps_chains:
+            root = os.path.join(workdir, "bps")
+            synthetic_repository(root, n_fields=args.bps_chains, n_bands=1)
+            submit = mock_submit_file(workdir)
+            cwd = os.getcwd()
+            # bps writes submit/ under ${PWD}, parsl its runinfo/ in the working directory.
+            os.chdir(workdir)
+            os.environ["PWD"] = workdir
+            # bps and its jobs call pipetask and butler by name.
+            os.environ["PATH"] = f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ['PATH']}"
+            try:
+                bps_row = full_loop(root, bps_submit=submit)
+            except LoopError as err:
+                print(f"bps over {args.bps_chains} chains failed: {err}", file=sys.stderr)
+            finally:
+                os.chdir(cwd)
+                os.environ["PWD"] = cwd
+    finally:
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+    print(
+        f"{'chains':>7} {'runs':>4} {'repo s':>7} {'start graph s':>13} {'cycle graph s':>13} "
+        f"{'start q':>7} {'cycle q':>7} {'dataset types':>13} {'registry MB':>11} "
+        f"{'s/quantum sample':>16} {'s/quantum loop':>14}"
+    )
+    for chains, runs, row in rows:
+        loop_cost = f"{row['full_s_per_quantum']:.3f}" if "full_s_per_quantum" in row else "-"
+        print(
+            f"{chains:>7} {runs:>4} {row['repo_s']:>7.1f} {row['start_graph_s']:>13.1f} "
+            f"{row['cycle_graph_s']:>13.1f} {int(row['start_quanta']):>7} {int(row['cycle_quanta']):>7} "
+            f"{int(row['dataset_types']):>13} {row['registry_bytes'] / 1e6:>11.1f} "
+            f"{row['sample_s_per_quantum']:>16.3f} {loop_cost:>14}"
+        )
+    if bps_row is not None:
+        print(
+            f"bps (parsl, local, one job per chain) over {args.bps_chains} chains: "
+            f"{bps_row['s_per_step']:.0f} s per step (median), {bps_row['full_s']:.0f} s for the 4 steps, "
+            f"{bps_row['full_quanta']} quanta."
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
