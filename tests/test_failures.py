@@ -32,6 +32,7 @@ import pytest
 from astropy.io import fits
 from lsst.daf.butler import Butler, CollectionType
 
+from radio_clean._stop import raise_if_stop_requested, stop_on_signals, stop_requested
 from radio_clean.cli import main
 
 _SMALL = ["--set", "imsize=64", "--set", "cell=1arcsec", "--set", "niter=20"]
@@ -651,3 +652,25 @@ def test_version(capsys):
     assert re.fullmatch(
         r"radio-clean \d+\.\d+\.\d+ \(casatools [\d.]+, lsst-pipe-base [\w.]+\)\n", capsys.readouterr().out
     )
+
+
+def test_a_stop_whose_interrupt_a_finalizer_swallowed_is_still_a_stop():
+    """Python drops an exception raised in a finalizer (``__del__``), KeyboardInterrupt included.
+
+    The signal may arrive while a finalizer runs (a CASA tool's, collected anywhere): the run must
+    still stop, so the stop is remembered and the loop checks it between quanta and steps.
+    """
+
+    class Finalized:
+        def __del__(self):
+            signal.raise_signal(signal.SIGINT)
+            for _ in range(1000):  # the handler runs here, inside the finalizer
+                pass
+
+    handler_before = signal.getsignal(signal.SIGINT)
+    with stop_on_signals():
+        Finalized()
+        assert stop_requested() == "SIGINT"
+        with pytest.raises(KeyboardInterrupt, match="SIGINT"):
+            raise_if_stop_requested()
+    assert signal.getsignal(signal.SIGINT) is handler_before
