@@ -143,21 +143,24 @@ def _simulate(args: argparse.Namespace) -> None:
 
 def _image(args: argparse.Namespace, argv: Sequence[str]) -> None:
     from .imaging import describe, image_measurement_sets, read_parameters
+    from .progress import ProgressLine
 
     parameters, fields = read_parameters(args.params, args.set)
-    run = image_measurement_sets(
-        args.ms,
-        repo=args.repo,
-        export_dir=args.export,
-        parameters=parameters,
-        fields=fields,
-        jobs=args.jobs,
-        chunk_channels=args.chunk_channels,
-        output=args.output,
-        task_configs=args.config,
-        check_resources=not args.no_resource_check,
-        command=["radio-clean", *argv],
-    )
+    with ProgressLine(parameters.niter).below_logging() as progress:
+        run = image_measurement_sets(
+            args.ms,
+            repo=args.repo,
+            export_dir=args.export,
+            parameters=parameters,
+            fields=fields,
+            jobs=args.jobs,
+            chunk_channels=args.chunk_channels,
+            output=args.output,
+            task_configs=args.config,
+            check_resources=not args.no_resource_check,
+            command=["radio-clean", *argv],
+            progress=progress if progress.enabled else None,
+        )
     print(describe(run))
 
 

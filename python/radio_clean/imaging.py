@@ -18,7 +18,7 @@ import logging
 import os
 import shlex
 import signal
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import sqlalchemy.exc
@@ -30,7 +30,7 @@ from ._stop import stop_requested
 from .chunks import ChunkError, chunk_ranges, define_channel_chunks, output_channel_count
 from .export import export_run, summary_line
 from .ingest import INGEST_RUN, ingest_measurement_sets
-from .loop import CleanLoop, LoopError, LoopInterrupted
+from .loop import CleanLoop, LoopError, LoopInterrupted, LoopProgress
 from .parameters import CleanParametersConfig, ParameterError, parse_parameter
 from .pipeline import LAYOUTS, TASK_KINDS, label_of, pipeline_for, to_yaml
 from .preflight import check_before_work, check_visibilities_readable
@@ -145,6 +145,7 @@ def image_measurement_sets(
     task_configs: Sequence[str] = (),
     check_resources: bool = True,
     command: Sequence[str] | None = None,
+    progress: Callable[[LoopProgress], None] | None = None,
 ) -> ImagingRun:
     """Ingest, run the CLEAN loop (one quantum graph per cycle) and export FITS.
 
@@ -178,6 +179,8 @@ def image_measurement_sets(
         The command line that started this run (``radio-clean image ...``):
         a failure after work began tells the user this command, with
         ``--output``, to resume.
+    progress : `~collections.abc.Callable`, optional
+        Called after every step of the loop (`radio_clean.loop.CleanLoop`).
 
     Returns
     -------
@@ -232,7 +235,13 @@ def image_measurement_sets(
         with open(pipeline_path, "w") as stream:
             stream.write(pipeline_text)
         loop = CleanLoop(
-            repo, pipeline_uri=pipeline_path, inputs=inputs, output=output, where=query, jobs=jobs
+            repo,
+            pipeline_uri=pipeline_path,
+            inputs=inputs,
+            output=output,
+            where=query,
+            jobs=jobs,
+            progress=progress,
         )
         loop.run()
         stage = "export"

@@ -161,6 +161,8 @@ class LoopProgress:
     """Chains still cleaning, or stopped and waiting for their finish step."""
     elapsed: float
     """Seconds since the loop started."""
+    iterdone: int = 0
+    """Minor-cycle iterations done so far, summed over the chains."""
 
 
 @dataclasses.dataclass
@@ -591,10 +593,13 @@ class CleanLoop:
         start = _Step("start", step_run(self.output, "start"), 0, 1)
         active = self._run_step(butler, start, None, memo, pool, scratch, failed)
         chains_seen = set(active) | set(failed)
-        self._report(start.run, chains_seen, finished, failed)
+        last_run = start.run
         cycle = 1
         while active:
             summaries.update(self._summaries(butler, active, cycle))
+            # Reported once the step's summaries are read: how many iterations it brought.
+            self._report(last_run, chains_seen, finished, failed, summaries)
+            last_run = None
             going_on = [chain for chain in active if not summaries[chain]["stopped"]]
             for chain in active:
                 summary = summaries[chain]
@@ -616,8 +621,10 @@ class CleanLoop:
                 break
             step = _Step("cycle", step_run(self.output, "cycle", cycle), cycle, cycle + 1)
             active = self._run_step(butler, step, going_on, memo, pool, scratch, failed)
-            self._report(step.run, chains_seen, finished, failed)
+            last_run = step.run
             cycle += 1
+        if last_run is not None:  # a step after which no chain went on (all failed)
+            self._report(last_run, chains_seen, finished, failed, summaries)
         # Each chain is restored from the cycle its summary stopped at.
         by_final_cycle: dict[int, list[tuple]] = {}
         for chain, summary in summaries.items():
@@ -626,7 +633,7 @@ class CleanLoop:
         for final_cycle, chains in sorted(by_final_cycle.items()):
             step = _Step("finish", step_run(self.output, "finish", final_cycle), final_cycle - 1, final_cycle)
             finished.update(self._run_step(butler, step, chains, memo, pool, scratch, failed))
-            self._report(step.run, chains_seen, finished, failed)
+            self._report(step.run, chains_seen, finished, failed, summaries)
         outcomes = [
             ChainOutcome(dict(chain), summary=summaries.get(chain) if chain not in failed else None,
                          error=failed.get(chain))
@@ -644,7 +651,12 @@ class CleanLoop:
         return outcomes
 
     def _report(
-        self, run: str, chains: set[tuple], finished: set[tuple], failed: Mapping[tuple, str]
+        self,
+        run: str,
+        chains: set[tuple],
+        finished: set[tuple],
+        failed: Mapping[tuple, str],
+        summaries: Mapping[tuple, Mapping[str, Any]],
     ) -> None:
         if self.progress is None:
             return
@@ -656,6 +668,7 @@ class CleanLoop:
                 failed=len(failed),
                 remaining=len(chains) - converged - len(failed),
                 elapsed=time.perf_counter() - self._started,
+                iterdone=sum(int(summary.get("iterdone", 0)) for summary in summaries.values()),
             )
         )
 
