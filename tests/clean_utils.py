@@ -10,7 +10,7 @@ import os
 from lsst.daf.butler import Butler
 
 from radio_clean.export import last_minor_cycle
-from radio_clean.tasks.base import CHUNK_DATASET_PREFIX
+from radio_clean.tasks.naming import CHUNK_DATASET_PREFIX
 
 
 def tree_checksums(path: str | os.PathLike) -> dict[str, str]:

@@ -21,7 +21,7 @@ from radio_clean import casa
 from radio_clean._scratch import remove_stale_scratch, scratch_host
 from radio_clean.casa import IterationHistory, _synthesis, read_ms_info
 from radio_clean.ms import MeasurementSetHandle
-from radio_clean.tasks.base import ms_selections
+from radio_clean.tasks.inputs import ms_selections
 
 FIELD = "3C273"
 # Provenance CASA writes that is not a function of the inputs (free memory when the image was made).

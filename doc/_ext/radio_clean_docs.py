@@ -449,7 +449,7 @@ class TaskTopicDirective(SphinxDirective):
     def run(self) -> list[nodes.Node]:
         path = self.arguments[0]
         task_class = import_object(path)
-        # The connections and configs are built from radio_clean.tasks.base and the parameters.
+        # The connections and configs are built from radio_clean.tasks.connections and the parameters.
         note_sources(self.env, TASK_PACKAGE, "radio_clean.parameters", "radio_clean.pipeline")
         self.env.radio_clean_task_topics = getattr(self.env, "radio_clean_task_topics", {})
         self.env.radio_clean_task_topics[path] = self.env.docname

@@ -25,7 +25,7 @@ from lsst.daf.butler import Butler
 
 from .image import RadioImage
 from .parameters import CleanParametersConfig, ParameterError, selected_channels
-from .tasks.base import CHUNK_DATASET_PREFIX
+from .tasks.naming import CHUNK_DATASET_PREFIX
 
 
 class ChunkError(ValueError):

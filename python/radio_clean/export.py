@@ -37,7 +37,7 @@ from .parameters import CleanParametersConfig
 from .pipeline import LAYOUTS, label_of
 from .quicklook import image_figure
 from .repo import open_repo
-from .tasks.base import CHUNK_DATASET_PREFIX
+from .tasks.naming import CHUNK_DATASET_PREFIX
 
 
 class ExportError(RuntimeError):

@@ -18,20 +18,22 @@ from .. import automask
 from ..casa import common_beam, psf_sidelobe_level, update_mask
 from ..image import RadioImage
 from ..ms import MeasurementSetHandle
-from .base import (
+from .connections import (
     IMAGE_DIMENSIONS,
     PreviousCycleConnections,
     channel_chunks_field,
-    cycle_index,
     image_input,
     image_output,
+    parameters_field,
+)
+from .inputs import (
     images_for_casa,
     ms_selections,
-    parameters_field,
     previous_cycle_inputs,
     psf_product_images,
     quantum_channels,
 )
+from .naming import cycle_index
 
 # tclean parameters of auto-multithresh (the same names in CleanParametersConfig).
 _AUTOMASK_PARAMETERS = tuple(field.name for field in dataclasses.fields(automask.AutoMaskParameters))

@@ -15,22 +15,23 @@ from lsst.utils.timer import timeMethod
 from ..casa import IterationHistory, run_minor_cycle
 from ..image import RadioImage
 from ..ms import MeasurementSetHandle
-from .base import (
+from .connections import (
     IMAGE_DIMENSIONS,
     PreviousCycleConnections,
     channel_chunks_field,
-    cycle_index,
     image_input,
     image_output,
+    parameters_field,
+)
+from .inputs import (
     images_for_casa,
     images_from_casa,
     ms_selections,
-    parameters_field,
     previous_cycle_inputs,
     psf_product_images,
     quantum_channels,
-    term_connection_names,
 )
+from .naming import cycle_index, term_connection_names
 
 
 def _empty_models(residual: Mapping[str, RadioImage]) -> dict[str, RadioImage]:

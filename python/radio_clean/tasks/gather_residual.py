@@ -14,18 +14,9 @@ from lsst.utils.timer import timeMethod
 from ..casa import normalize_residual
 from ..image import RadioImage
 from ..ms import MeasurementSetHandle
-from .base import (
-    IMAGE_DIMENSIONS,
-    PARTIAL_PREFIX,
-    PsfProductConnections,
-    image_output,
-    images_for_casa,
-    images_from_casa,
-    ms_selections,
-    parameters_field,
-    psf_product_images,
-    term_connection_names,
-)
+from .connections import IMAGE_DIMENSIONS, PsfProductConnections, image_output, parameters_field
+from .inputs import images_for_casa, images_from_casa, ms_selections, psf_product_images
+from .naming import PARTIAL_PREFIX, term_connection_names
 
 
 def _partial_input(term: str, doc: str):

@@ -13,26 +13,26 @@ from lsst.utils.timer import timeMethod
 from ..casa import run_major_cycle
 from ..image import RadioImage
 from ..ms import MeasurementSetHandle
-from .base import (
+from .connections import (
     IMAGE_DIMENSIONS,
-    PARTIAL_PREFIX,
     PsfProductConnections,
     channel_chunks_field,
-    cycle_index,
     image_input,
     image_output,
+    parameters_field,
+    partition_by_observation_field,
+    shares_weight_density,
+    with_dimension,
+)
+from .inputs import (
     images_for_casa,
     images_from_casa,
     images_of,
     ms_selections,
-    parameters_field,
-    partition_by_observation_field,
     psf_product_images,
     quantum_channels,
-    shares_weight_density,
-    term_connection_names,
-    with_dimension,
 )
+from .naming import PARTIAL_PREFIX, cycle_index, term_connection_names
 
 
 class MajorCycleConnections(

@@ -11,21 +11,19 @@ from lsst.utils.timer import timeMethod
 
 from ..casa import make_psf
 from ..ms import MeasurementSetHandle
-from .base import (
+from .connections import (
     IMAGE_DIMENSIONS,
     channel_chunks_field,
     image_output,
-    images_from_casa,
-    ms_selections,
     parameters_field,
     partition_by_observation_field,
-    psf_product_names,
-    quantum_channels,
     remove_unused_terms,
     shares_weight_density,
     use_channel_chunks,
     visibilities_input,
 )
+from .inputs import images_from_casa, ms_selections, quantum_channels
+from .naming import psf_product_names
 
 
 class MakePsfConnections(PipelineTaskConnections, dimensions=IMAGE_DIMENSIONS):

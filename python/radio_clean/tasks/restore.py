@@ -16,21 +16,23 @@ from ..casa import restore_images
 from ..image import RadioImage
 from ..ms import MeasurementSetHandle
 from ..quicklook import convergence_figure, image_figure
-from .base import (
+from .connections import (
     IMAGE_DIMENSIONS,
     PsfProductConnections,
     channel_chunks_field,
     image_input,
     image_output,
+    parameters_field,
+)
+from .inputs import (
     images_for_casa,
     images_from_casa,
     images_of,
     ms_selections,
-    parameters_field,
     psf_product_images,
     quantum_channels,
-    term_connection_names,
 )
+from .naming import term_connection_names
 
 
 class RestoreConnections(
