@@ -752,41 +752,17 @@ def auto_multithresh(
                 continue
             thr = plane_thresholds(stats, float(sidelobe[istokes, ichan]), params)
             kinds[istokes, ichan] = thr.kind
-
-            # Threshold and prune.
-            new = threshold_mask(plane, thr.mask)
-            n_regions = n_pruned = 0
-            if params.minbeamfrac > 0:
-                if plane_valid is not None:
-                    new &= plane_valid
-                new, n_regions, n_pruned = prune_regions(new, prune_size)
-            # Smooth and cut.
-            new = smooth_and_cut(new, smooth_beam, params.cutthreshold, kernel=kernel)
-
-            # Grow the previous mask into the low-noise region.
-            grown = None
-            n_grow_regions = n_grow_pruned = 0
-            if do_grow:
-                grown = grow_mask(prev, threshold_mask(plane, thr.low), params.growiterations)
-                if params.minbeamfrac > 0 and params.dogrowprune:
-                    grown, n_grow_regions, n_grow_pruned = prune_regions(grown, prune_size)
-                grown = smooth_and_cut(grown, smooth_beam, params.cutthreshold, kernel=kernel)
-
+            found, grown, neg, counts = _plane_masks(
+                plane, plane_valid, prev, thr, params, prune_size, smooth_beam, kernel, do_grow
+            )
             pos = positive[istokes, ichan]
-            pos |= new
+            pos |= found
             if grown is not None:
                 pos |= grown
             if plane_valid is not None:
                 pos &= plane_valid
-
-            n_negative = 0
             if negative is not None:
-                neg = smooth_and_cut(
-                    threshold_mask(plane, thr.negative), smooth_beam, params.cutthreshold, kernel=kernel
-                )
                 negative[istokes, ichan] = neg
-                n_negative = int(np.count_nonzero(neg))
-
             _log.debug(
                 "%s median=%.6g rms=%.6g (MAD %.6g over %d pix) peak=%.6g: %s threshold %.6g "
                 "(sidelobe %.6g, noise %.6g), low %.6g, negative %.6g; regions %d pruned %d; "
@@ -803,11 +779,7 @@ def auto_multithresh(
                 thr.noise,
                 thr.low,
                 thr.negative,
-                n_regions,
-                n_pruned,
-                n_grow_regions,
-                n_grow_pruned,
-                n_negative,
+                *counts,
                 int(np.count_nonzero(pos)),
             )
 
@@ -822,6 +794,55 @@ def auto_multithresh(
     _update_channel_flags(flags, previous, mask, kinds, params, threshold_reached)
     new_state = AutoMaskState(positive, mask, flags)
     return (mask[0, 0] if input_ndim == 2 else mask), new_state
+
+
+def _plane_masks(
+    plane: np.ndarray,
+    plane_valid: np.ndarray | None,
+    previous: np.ndarray,
+    thr: PlaneThresholds,
+    params: AutoMaskParameters,
+    prune_size: float,
+    smooth_beam: PixelBeam,
+    kernel: np.ndarray,
+    do_grow: bool,
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, tuple[int, int, int, int, int]]:
+    """One plane's new masks: found above the threshold, grown from the previous mask, negative.
+
+    Returns
+    -------
+    found : `numpy.ndarray`
+        Pixels above the mask threshold, pruned, smoothed and cut.
+    grown : `numpy.ndarray` or `None`
+        The previous mask grown into the low-noise region (`None` without growth).
+    negative : `numpy.ndarray` or `None`
+        Pixels below minus the negative threshold (`None` without ``negativethreshold``).
+    counts : `tuple` [`int`, ...]
+        Regions and pruned regions of ``found`` and of ``grown``, and negative pixels (for the log).
+    """
+    found = threshold_mask(plane, thr.mask)
+    n_regions = n_pruned = 0
+    if params.minbeamfrac > 0:
+        if plane_valid is not None:
+            found &= plane_valid
+        found, n_regions, n_pruned = prune_regions(found, prune_size)
+    found = smooth_and_cut(found, smooth_beam, params.cutthreshold, kernel=kernel)
+
+    grown = None
+    n_grow_regions = n_grow_pruned = 0
+    if do_grow:
+        grown = grow_mask(previous, threshold_mask(plane, thr.low), params.growiterations)
+        if params.minbeamfrac > 0 and params.dogrowprune:
+            grown, n_grow_regions, n_grow_pruned = prune_regions(grown, prune_size)
+        grown = smooth_and_cut(grown, smooth_beam, params.cutthreshold, kernel=kernel)
+
+    negative = None
+    if params.negativethreshold > 0:
+        negative = smooth_and_cut(
+            threshold_mask(plane, thr.negative), smooth_beam, params.cutthreshold, kernel=kernel
+        )
+    n_negative = 0 if negative is None else int(np.count_nonzero(negative))
+    return found, grown, negative, (n_regions, n_pruned, n_grow_regions, n_grow_pruned, n_negative)
 
 
 def _update_channel_flags(
