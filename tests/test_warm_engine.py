@@ -216,3 +216,20 @@ def test_scratch_of_dead_processes_is_removed(tmp_path, monkeypatch):
     remove_stale_scratch("radio_clean-warm-")
     assert not stale.exists()
     assert alive.exists()
+
+
+def test_spectral_windows_of_a_band_are_read_once_while_the_ms_is_unchanged(ms_3c273, monkeypatch):
+    """Every quantum asks which spectral windows are its band's; the MS is read again only if it changed."""
+    from radio_clean.casa import _ms
+
+    band = read_ms_info(ms_3c273).spectral_windows[0].band_name
+    reads = []
+    read = _ms._spectral_windows_of_band
+    monkeypatch.setattr(_ms, "_spectral_windows_of_band", lambda *args: reads.append(args) or read(*args))
+    assert _ms.spectral_windows_of_band(ms_3c273, band) == [0]
+    assert _ms.spectral_windows_of_band(ms_3c273, band) == [0]
+    assert len(reads) == 1
+    table = os.path.join(ms_3c273, "SPECTRAL_WINDOW", "table.dat")
+    os.utime(table, ns=(os.stat(table).st_atime_ns, os.stat(table).st_mtime_ns + 1_000_000_000))
+    assert _ms.spectral_windows_of_band(ms_3c273, band) == [0]
+    assert len(reads) == 2

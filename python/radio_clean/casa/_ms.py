@@ -140,7 +140,25 @@ def _spectral_windows(metadata, frame_codes) -> tuple[SpectralWindowInfo, ...]:
 
 
 def spectral_windows_of_band(path: str, band: str) -> list[int]:
-    """Return the ids of the spectral windows of ``path`` whose set-up is the band ``band``."""
+    """Return the ids of the spectral windows of ``path`` whose set-up is the band ``band``.
+
+    Every quantum of a chain asks this of its MSs; the answer is kept per
+    process for as long as the MS's SPECTRAL_WINDOW table is unchanged.
+    """
+    try:
+        stat = os.stat(os.path.join(path, "SPECTRAL_WINDOW", "table.dat"))
+    except OSError:
+        return _spectral_windows_of_band(path, band)
+    key = (os.path.realpath(path), band, stat.st_mtime_ns, stat.st_size, stat.st_ino)
+    if key not in _BAND_SPWS:
+        _BAND_SPWS[key] = _spectral_windows_of_band(path, band)
+    return list(_BAND_SPWS[key])
+
+
+_BAND_SPWS: dict[tuple, list[int]] = {}
+
+
+def _spectral_windows_of_band(path: str, band: str) -> list[int]:
     table = casatools.table()
     metadata = casatools.msmetadata()
     with casa_log_forwarded():
