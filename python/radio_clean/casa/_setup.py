@@ -40,24 +40,11 @@ def set_up_casa() -> ModuleType:
     wheel, no network, no ``casa-*.log`` files), import casatools, and make
     CASA's log reach the ``radio_clean.casa`` Python logger. This sets
     ``CASASITECONFIG`` in the environment (processes started from this one
-    configure casatools the same way), lets CASA's idle OpenMP threads sleep
-    (``OMP_WAIT_POLICY=PASSIVE``, unless the user set a policy) and installs
-    the global CASA log sink with exit and fork hooks that remove its scratch
-    file.
+    configure casatools the same way) and installs the global CASA log sink
+    with exit and fork hooks that remove its scratch file.
 
     Calling it again does nothing. Scripts that use casatools themselves call
     it before ``import casatools``.
-
-    Notes
-    -----
-    CASA's gridders run many short OpenMP regions; by default (GNU OpenMP)
-    a thread that finishes one spins for its next. Whenever the cores are
-    shared (another process, ``--jobs``, a batch node) the spinning threads
-    take the cores the working ones need: measured on a 2-core machine under
-    load, the major cycles of the simulated mtmfs job cost 19 s of CPU
-    spinning and 3.2 s passive, for the same pixels (bit for bit, as with
-    one thread). The policy is read when casatools loads OpenMP, so it is set
-    here, before the import.
     """
     global _casatools
     with _lock:
@@ -68,7 +55,6 @@ def set_up_casa() -> ModuleType:
                     "site configuration, which may try the network."
                 )
             os.environ.setdefault("CASASITECONFIG", SITE_CONFIG)
-            os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
             import casatools
 
             from ._log import start_casa_log_forwarding
