@@ -654,6 +654,8 @@ def test_version(capsys):
     )
 
 
+# The KeyboardInterrupt dropped in the finalizer is what this test makes happen.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_a_stop_whose_interrupt_a_finalizer_swallowed_is_still_a_stop():
     """Python drops an exception raised in a finalizer (``__del__``), KeyboardInterrupt included.
 
