@@ -12,9 +12,9 @@ For every job the same MeasurementSet is imaged with the same tclean
 parameters by
 
 - ``tclean``: a fresh ``python -c`` process that imports casatasks and runs
-  ``tclean(..., fullsummary=False)``, in the environment its users have
-  (CASA's offline site configuration added, none of radio_clean's process
-  settings such as ``OMP_WAIT_POLICY``; ``--tclean-env`` adds some);
+  ``tclean(..., fullsummary=False)``, in this process's environment with
+  CASA's offline site configuration (``--tclean-env`` adds settings such as
+  ``OMP_WAIT_POLICY``);
 - ``radio-clean image MS --repo R --export D --set name=value ... --jobs N``:
   the command line, a fresh process with a new repository every run;
 - ``wsclean`` with comparable (not identical) parameters, for continuum jobs,
@@ -62,8 +62,6 @@ from typing import Any
 DEFAULT_WORKDIR = "/tmp/radio_clean-bench"
 SIDES = ("tclean", "ours", "wsclean")
 _PR_SET_CHILD_SUBREAPER = 36
-# What radio_clean's set-up changes in this process's environment, as it was before (see main).
-_ENVIRONMENT_BEFORE_RADIO_CLEAN: dict[str, str | None] = {}
 
 # ---------------------------------------------------------------------------------------------------------
 # The jobs
@@ -434,17 +432,8 @@ with open(result, "w") as stream:
 
 
 def _tclean_environment(settings: list[str]) -> dict[str, str]:
-    """The environment of a tclean user: CASA's offline site configuration and nothing else of ours.
-
-    radio_clean's own process settings (the OpenMP wait policy) are taken out again unless the user
-    had them, so that tclean runs as it runs for its users; ``--tclean-env NAME=VALUE`` adds settings.
-    """
+    """The bench's environment (with CASA's site configuration) plus ``--tclean-env NAME=VALUE``."""
     env = dict(os.environ)
-    for name, value in _ENVIRONMENT_BEFORE_RADIO_CLEAN.items():
-        if value is None:
-            env.pop(name, None)
-        else:
-            env[name] = value
     for setting in settings:
         name, _, value = setting.partition("=")
         env[name] = value
@@ -779,7 +768,6 @@ def main(argv: list[str] | None = None) -> int:
             )
         return 0
     # Configures CASA for offline use before anything imports casatools.
-    _ENVIRONMENT_BEFORE_RADIO_CLEAN.update({name: os.environ.get(name) for name in ("OMP_WAIT_POLICY",)})
     from radio_clean.casa import set_up_casa
 
     set_up_casa()
