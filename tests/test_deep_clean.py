@@ -10,6 +10,7 @@ path (`clean_utils.run_clean`) and tclean on the same MS with the same
 parameters, in the test's own ``tmp_path``.
 """
 
+import importlib.metadata
 import os
 import shutil
 import time
@@ -153,6 +154,12 @@ def test_nmajor_stops_where_tclean_does(nmajor, demo_ms_dir, tmp_path, monkeypat
             butler.get(ref)["majorCycle"]
             for ref in butler.query_datasets("majorCycle_metadata", collections=output, find_first=False)
         ]
+        # The software versions of the run (computed on the loop's second thread), in its start step.
+        (packages_ref,) = butler.query_datasets("packages", collections=output)
+        packages = butler.get(packages_ref)
+    assert packages_ref.run == f"{output}/start"
+    assert packages["casatools"] == importlib.metadata.version("casatools")
+    assert packages["radio_clean"] == importlib.metadata.version("radio_clean")
     peaks = sorted(float(metadata["peak_residual"]) for metadata in deconvolve if "peak_residual" in metadata)
     assert peaks == sorted(summary["peak_residual_before_cycle"])
     assert len(major) == summary["nmajordone"]

@@ -43,6 +43,7 @@ the west (CASA's RA increment is negative) and ``y`` towards the north.
 from __future__ import annotations
 
 __all__ = [
+    "IMPORTED_WHEN_RUN",
     "AutoMaskParameters",
     "AutoMaskState",
     "PixelBeam",
@@ -80,6 +81,8 @@ the bit, or pixels at a threshold fall on the other side of it.
 
 # scipy.ndimage.generate_binary_structure(2, 1); scipy (about half a second) is imported by the
 # functions that use it, so that pipelines without auto-multithresh do not pay for it.
+IMPORTED_WHEN_RUN = ("scipy.fft", "scipy.ndimage", "scipy.special")
+"""Modules `auto_multithresh` imports: imported ahead of the first mask by the CLEAN loop's second thread."""
 _FOUR_CONNECTED = np.array([[False, True, False], [True, True, True], [False, True, False]])
 _KERNEL_NSIGMA = 5.0
 

@@ -76,11 +76,14 @@ from lsst.daf.butler.registry import ConflictingDefinitionError
 from lsst.pipe.base import Pipeline, TaskFactory
 from lsst.pipe.base.all_dimensions_quantum_graph_builder import AllDimensionsQuantumGraphBuilder
 from lsst.pipe.base.caching_limited_butler import CachingLimitedButler
+from lsst.pipe.base.pipeline_graph import compare_packages
 from lsst.pipe.base.pipelineIR import ContractError
 from lsst.pipe.base.quantum_graph import PredictedQuantumGraph
 from lsst.pipe.base.single_quantum_executor import SingleQuantumExecutor
 from lsst.pipe.base.tests.mocks import ForcedFailure, mock_pipeline_graph
+from lsst.utils.packages import Packages
 
+from ._background import BackgroundPreparation
 from ._errors import os_error_in
 from ._scratch import make_scratch_dir, process_alive, remove_stale_scratch
 from ._stop import raise_if_stop_requested, stop_requested
@@ -569,6 +572,7 @@ class CleanLoop:
         self._previous_graph: PredictedQuantumGraph | None = None
         self._registered_dataset_types: set[str] = set()
         self._memo = DatasetMemo()
+        self._background: BackgroundPreparation | None = None
         self._started = time.perf_counter()
 
     def run(self) -> list[ChainOutcome]:
@@ -582,8 +586,9 @@ class CleanLoop:
         """
         # Refuse bad pipelines and settings before anything is written.
         # The whole pipeline too: a subset loaded alone drops the contracts naming labels outside it.
-        for subset in ("", *STEPS):
-            self._pipeline_graph(_Step(subset, "", 1, 2))
+        whole_pipeline, *_ = [self._pipeline_graph(_Step(subset, "", 1, 2)) for subset in ("", *STEPS)]
+        if self.bps_submit is None:
+            self._background = BackgroundPreparation(self._modules_imported_when_run(whole_pipeline))
         pool = _WorkerPool(self.jobs, self._butler_config) if self.jobs > 1 else None
         memo = self._memo
         if pool:
@@ -609,6 +614,17 @@ class CleanLoop:
                 pool.close()
             if scratch is not None:
                 shutil.rmtree(scratch, ignore_errors=True)
+
+    def _modules_imported_when_run(self, pipeline_graph) -> list[str]:
+        """What the pipeline's tasks import when they first run, with these settings (not mocks)."""
+        if self.mock is not None:
+            return []
+        modules = []
+        for task_node in pipeline_graph.tasks.values():
+            imported_when_run = getattr(task_node.task_class, "modules_imported_when_run", None)
+            if imported_when_run is not None:
+                modules.extend(imported_when_run(task_node.config))
+        return modules
 
     def _run(self, butler: Butler, memo: DatasetMemo, pool: _WorkerPool | None, scratch: str | None):
         self._prepare_output(butler)
@@ -861,6 +877,9 @@ class CleanLoop:
                     components.write(graph_path)
                     outcomes = pool.run(graph_path, by_chain)
                 start = step.subset == "start"
+                if start:
+                    # After the quanta: the versions are computed on the second thread meanwhile.
+                    self._write_packages(qbb, graph)
                 self._register(butler, qbb, graph, outcomes, written_here=pool is None, with_packages=start)
             for chain, ids in by_chain.items():
                 errors = [outcomes[q] for q in ids if outcomes.get(q)]
@@ -1116,9 +1135,27 @@ class CleanLoop:
                 f"{step.run} was made with other settings than these; give a new output collection, or the "
                 "same settings to resume it."
             ) from None
-        if step.subset == "start":
-            graph.write_packages(qbb, compare_existing=True)
         graph.write_init_outputs(qbb, skip_existing=True)
+
+    def _write_packages(self, qbb: QuantumBackedButler, graph: PredictedQuantumGraph) -> None:
+        # PredictedQuantumGraph.write_packages with the versions computed on the second thread.
+        packages = self._background.packages() if self._background else Packages.fromSystem()
+        (ref,) = graph.get_init_outputs("").values()
+        try:
+            stored = qbb.get(ref)
+        except (LookupError, FileNotFoundError):
+            qbb.put(packages, ref)
+            return
+        try:
+            updated = compare_packages(stored, packages)
+        except ConflictingDefinitionError as err:
+            raise LoopError(
+                f"{os.path.basename(ref.run)} was made with other software versions ({err}); give a new "
+                "output collection."
+            ) from None
+        if updated:
+            qbb.pruneDatasets([ref], unstore=True, purge=True)
+            qbb.put(stored, ref)
 
     def _write_mock_configs(self, qbb: QuantumBackedButler, graph: PredictedQuantumGraph) -> None:
         # As PredictedQuantumGraph.write_configs, comparing with `_same_settings`.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["convergence_figure", "image_figure"]
+__all__ = ["IMPORTED_WHEN_DRAWING", "convergence_figure", "image_figure"]
 
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -16,6 +16,16 @@ if TYPE_CHECKING:
 
 # matplotlib (a quarter of a second to import) is imported by the functions that draw, so that
 # importing the tasks and the CLI does not pay for it.
+IMPORTED_WHEN_DRAWING = (
+    "astropy.stats",
+    "astropy.visualization.wcsaxes",
+    "matplotlib.backends.backend_agg",
+    "matplotlib.colors",
+    "matplotlib.figure",
+    "matplotlib.patches",
+    "matplotlib.ticker",
+)
+"""Modules the figures need: imported ahead of the first figure by the CLEAN loop's second thread."""
 
 
 def image_figure(image: RadioImage, *, title: str) -> Figure:

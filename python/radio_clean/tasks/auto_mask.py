@@ -117,6 +117,11 @@ class AutoMaskTask(PipelineTask):
     ConfigClass = AutoMaskConfig
     _DefaultName = "autoMask"
 
+    @staticmethod
+    def modules_imported_when_run(config: AutoMaskConfig) -> tuple[str, ...]:
+        """Modules `run` imports on first use with ``config`` (the CLEAN loop imports them ahead)."""
+        return automask.IMPORTED_WHEN_RUN if config.uses_numpy_automask else ()
+
     @timeMethod
     def run(
         self,

@@ -15,7 +15,7 @@ from lsst.utils.timer import timeMethod
 from ..casa import restore_images
 from ..image import RadioImage
 from ..ms import MeasurementSetHandle
-from ..quicklook import convergence_figure, image_figure
+from ..quicklook import IMPORTED_WHEN_DRAWING, convergence_figure, image_figure
 from .connections import (
     IMAGE_DIMENSIONS,
     PsfProductConnections,
@@ -111,6 +111,11 @@ class RestoreTask(PipelineTask):
 
     ConfigClass = RestoreConfig
     _DefaultName = "restore"
+
+    @staticmethod
+    def modules_imported_when_run(config: RestoreConfig) -> tuple[str, ...]:
+        """Modules `run` imports on first use with ``config`` (the CLEAN loop imports them ahead)."""
+        return IMPORTED_WHEN_DRAWING
 
     @timeMethod
     def run(
