@@ -894,10 +894,12 @@ class CleanLoop:
         return [chain for chain in ran if chain not in failed]
 
     def _register_dataset_types(self, butler: Butler, pipeline_graph, step: _Step) -> None:
-        if step.subset != "cycle":
-            pipeline_graph.register_dataset_types(butler, include_packages=step.subset == "start")
+        if step.subset == "start":
+            pipeline_graph.register_dataset_types(butler, include_packages=True)
+            self._registered_dataset_types.update(pipeline_graph.dataset_types.keys())
             return
-        # A cycle step adds the dataset types of its cycle (residual_c4...); the rest exist.
+        # Later steps add the dataset types of their cycle (residual_c4...) or the final products;
+        # the rest are registered (and checked against the repository's) by the steps before.
         for node in pipeline_graph.dataset_types.values():
             if node.name not in self._registered_dataset_types:
                 butler.registry.registerDatasetType(node.dataset_type)
