@@ -155,6 +155,8 @@ def test_warm_chain_is_cold_chain(selections, parameters, imager_count):
     """A chain run warm gives exactly what it gives with every call set up afresh."""
     (warm,) = _run([(selections, parameters)], cold=False)
     warm_imagers = imager_count["made"]
+    # Restoring, a chain's last step, closed its tools and removed its scratch.
+    assert not casa._engine._chains
     (cold,) = _run([(selections, parameters)], cold=True)
     cold_imagers = imager_count["made"] - warm_imagers
 

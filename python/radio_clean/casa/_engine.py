@@ -669,6 +669,14 @@ def add_chain(
         _trim(_chain_limit())
 
 
+def retire(chain: Chain) -> None:
+    """Close ``chain`` and forget it: its last step has run (a later call would set up afresh)."""
+    with _lock:
+        if _chains.get(chain.key) is chain:
+            del _chains[chain.key]
+        chain.close()
+
+
 def _trim(limit: int) -> None:
     while len(_chains) > limit:
         _, chain = _chains.popitem(last=False)

@@ -845,4 +845,7 @@ def restore_images(
             deconvolver.restore()
             if parameters.get("pbcor", False):
                 deconvolver.pbcor()
-        return workspace.get(["image", "alpha"])
+        restored = workspace.get(["image", "alpha"])
+        # Restoring is a chain's last step: its imager's memory is freed before the figures are drawn.
+        _engine.retire(chain)
+        return restored
