@@ -80,7 +80,6 @@ from lsst.pipe.base.pipeline_graph import compare_packages
 from lsst.pipe.base.pipelineIR import ContractError
 from lsst.pipe.base.quantum_graph import PredictedQuantumGraph
 from lsst.pipe.base.single_quantum_executor import SingleQuantumExecutor
-from lsst.pipe.base.tests.mocks import ForcedFailure, mock_pipeline_graph
 from lsst.utils.packages import Packages
 
 from ._background import BackgroundPreparation
@@ -768,6 +767,9 @@ class CleanLoop:
                 self._pipelines[step.subset] = pipeline
             graph = self._step_pipeline(step).to_graph()
             if self.mock is not None:
+                # Imported here: the mocks bring click, pdb and the butler's test utilities (70 ms).
+                from lsst.pipe.base.tests.mocks import ForcedFailure, mock_pipeline_graph
+
                 graph = mock_pipeline_graph(
                     graph,
                     unmocked_dataset_types=[VISIBILITIES],
