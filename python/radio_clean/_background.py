@@ -45,8 +45,7 @@ class BackgroundPreparation:
         self._packages: Packages | None = None
         self._error: BaseException | None = None
         self._packages_known = threading.Event()
-        self._thread = threading.Thread(target=self._work, name="radio_clean-background", daemon=True)
-        self._thread.start()
+        threading.Thread(target=self._work, name="radio_clean-background", daemon=True).start()
 
     def _work(self) -> None:
         try:
@@ -74,7 +73,3 @@ class BackgroundPreparation:
             raise self._error
         assert self._packages is not None
         return self._packages
-
-    def join(self) -> None:
-        """Wait until the imports are done too."""
-        self._thread.join()
