@@ -127,3 +127,56 @@ def test_campaign_of_simulated_fields_recovers_every_flux(tmp_path, capsys):
             peak = float(image[16, 16])
             assert np.unravel_index(np.argmax(image), image.shape) == (16, 16)
             assert peak == pytest.approx(fluxes[ref.dataId["field"]], rel=0.02), ref.dataId["field"]
+
+
+def _restore_inputs(butler, output):
+    """What each chain's mock restore quantum read: connection -> sorted (dataset type, data ID, step)."""
+    inputs = {}
+    for ref in butler.query_datasets("_mock_image", collections=output):
+        quantum = butler.get(ref).quantum
+        inputs[ref.dataId["field"]] = {
+            connection: sorted(
+                (dataset.dataset_type.name, sorted(dataset.data_id.items()), dataset.run.removeprefix(output))
+                for dataset in datasets
+            )
+            for connection, datasets in quantum.inputs.items()
+        }
+    return inputs
+
+
+def test_finish_graph_copied_from_the_last_cycle_reads_what_a_data_query_finds(tmp_path, monkeypatch):
+    """The finish step's graph, copied from the last cycle's (no registry query), equals the queried one."""
+    import radio_clean.loop as loop_module
+
+    repo = str(tmp_path / "repo")
+    synthetic_repository(repo, n_fields=3, fields_per_observation=2)
+    queried = []
+    query_builder = loop_module.AllDimensionsQuantumGraphBuilder
+
+    def counting_query_builder(*args, **kwargs):
+        queried.append(kwargs["output_run"])
+        return query_builder(*args, **kwargs)
+
+    monkeypatch.setattr(loop_module, "AllDimensionsQuantumGraphBuilder", counting_query_builder)
+    run_campaign(repo, pipeline_uri=PIPELINE, output="copied", mock=MockRun(cycles=3))
+    assert queried == ["copied/start"]  # cycle001, cycle002 and finish003 copied
+
+    def no_copies(*args, **kwargs):
+        raise loop_module.UnknownInputError("copying turned off by the test")
+
+    monkeypatch.setattr(loop_module, "NextCycleGraphBuilder", no_copies)
+    run_campaign(repo, pipeline_uri=PIPELINE, output="queried", mock=MockRun(cycles=3))
+    assert queried[1:] == ["queried/start", "queried/cycle001", "queried/cycle002", "queried/finish003"]
+    with Butler.from_config(repo) as butler:
+        copied, by_query = _restore_inputs(butler, "copied"), _restore_inputs(butler, "queried")
+    assert sorted(copied) == ["f00000", "f00001", "f00002"]
+    assert copied == by_query
+    # The chain's MeasurementSet, the start step's PSF products, the last cycle's residual, model, summary.
+    chain = [("band", BAND), ("field", "f00000"), ("instrument", "SIM")]
+    assert copied["f00000"] == {
+        "visibilities": [("visibilities", [("instrument", "SIM"), ("observation", 0)], "raw/visibilities")],
+        **{kind: [(f"_mock_{kind}", chain, "/start")] for kind in ("psf", "pb", "sumwt")},
+        "residual": [("_mock_residual_c2", chain, "/cycle002")],
+        "model": [("_mock_model_c3", chain, "/cycle002")],
+        "summary": [("_mock_summary_c3", chain, "/cycle002")],
+    }

@@ -6,7 +6,11 @@ MeasurementSets, MakePsf's images) and what cycle N made. Finding that with a
 data-ID query over the whole repository (`AllDimensionsQuantumGraphBuilder`)
 costs a few tenths of a second a cycle, more than a small image's major
 cycle; here it is copied from the previous graph, as Rubin's prompt processing
-does with `TrivialQuantumGraphBuilder` for data IDs it already knows.
+does with `TrivialQuantumGraphBuilder` for data IDs it already knows. The
+finish step's RestoreTask, which has no quanta in the previous graph, stands
+in for the task there with the same dimensions (DeconvolveTask): its data
+IDs and the MeasurementSets it read; the rest of what RestoreTask reads the
+previous graph read or made.
 """
 
 from __future__ import annotations
@@ -58,8 +62,11 @@ class NextCycleGraphBuilder(QuantumGraphBuilder):
         self._keep = keep
         nodes = previous.quantum_only_xgraph.nodes
         # Only the quanta of this step's tasks: they read or made every dataset the step reads
-        # (building execution quanta is most of the time here, for 10,000s of quanta).
+        # (building execution quanta is most of the time here, for 10,000s of quanta); all of them for
+        # a step with tasks new to the loop (the finish step).
         labels = set(pipeline_graph.tasks)
+        if not labels <= set(previous.pipeline_graph.tasks):
+            labels = set(previous.pipeline_graph.tasks)
         quanta = previous.build_execution_quanta(
             [quantum_id for quantum_id in nodes if nodes[quantum_id]["pipeline_node"].label in labels]
         )
@@ -75,6 +82,19 @@ class NextCycleGraphBuilder(QuantumGraphBuilder):
             for refs in (*quantum.inputs.values(), *quantum.outputs.values()):
                 for ref in refs:
                     self._known[ref.datasetType.name, ref.dataId] = ref
+
+    def _stand_in(self, task_node) -> tuple[list[Any], dict[str, str]]:
+        """Template quanta and connections for a task without quanta in the previous graph."""
+        for label, quanta in self._template_quanta.items():
+            if quanta[0].dataId.dimensions == task_node.dimensions:
+                reads = set(self._template_edges[label].values())
+                edges = {
+                    edge.connection_name: edge.parent_dataset_type_name
+                    for edge in task_node.iter_all_inputs()
+                    if edge.parent_dataset_type_name in reads
+                }
+                return quanta, edges
+        raise UnknownInputError(f"The previous graph has no quanta with the dimensions of {task_node.label}.")
 
     def process_subgraph(self, subgraph: PipelineGraph) -> QuantumGraphSkeleton:
         # Docstring inherited.
@@ -93,8 +113,12 @@ class NextCycleGraphBuilder(QuantumGraphBuilder):
 
         for task_node in subgraph.tasks.values():
             templates = self._template_quanta.get(task_node.label)
+            template_edges = self._template_edges.get(task_node.label, {})
             if templates is None:
-                raise UnknownInputError(f"The previous graph has no quanta of {task_node.label}.")
+                # A task new to the loop's steps (restore, in the finish step) stands in for one of the
+                # previous graph with the same dimensions: its quanta's data IDs, and its inputs where
+                # it reads the same dataset types (the MeasurementSets of each chain).
+                templates, template_edges = self._stand_in(task_node)
             read_edges = list(task_node.iter_all_inputs())
             for read_edge in read_edges:
                 if read_edge.is_prerequisite:
@@ -102,7 +126,6 @@ class NextCycleGraphBuilder(QuantumGraphBuilder):
                         f"{task_node.label}.{read_edge.connection_name} is a prerequisite."
                     )
             write_names = [edge.parent_dataset_type_name for edge in task_node.iter_all_outputs()]
-            template_edges = self._template_edges[task_node.label]
             for template in templates:
                 if not self._keep(template.dataId):
                     continue

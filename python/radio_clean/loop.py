@@ -909,17 +909,30 @@ class CleanLoop:
 
     def _build_graph(self, butler, pipeline_graph, step, chains, where, bind, resumed):
         """Make a step's quantum graph: from the previous step's graph if it can, else by a data query."""
-        if step.subset == "cycle" and self._previous_graph is not None and not resumed:
-            going_on = set(chains)
+        if step.subset != "start" and self._previous_graph is not None and not resumed:
+            wanted, copied = set(chains), set()
+
+            def keep(data_id: DataCoordinate) -> bool:
+                chain = _chain_key(data_id)
+                if chain in wanted:
+                    copied.add(chain)
+                    return True
+                return False
+
             try:
-                return NextCycleGraphBuilder(
+                components = NextCycleGraphBuilder(
                     pipeline_graph,
                     butler,
                     previous=self._previous_graph,
-                    keep=lambda data_id: _chain_key(data_id) in going_on,
+                    keep=keep,
                     output_run=step.run,
                     input_collections=[self.output],
                 ).finish(output=self.output, metadata={"data_query": where}, attach_datastore_records=True)
+                # A chain that left the loop before the previous step (a finish step of an earlier
+                # cycle) is not in the previous graph.
+                if copied != wanted:
+                    raise UnknownInputError(f"{len(wanted - copied)} chains are not in the previous graph.")
+                return components
             except (UnknownInputError, DimensionNameError) as err:
                 _log.debug("Building %s with a data query: %s", step.run, err)
         return AllDimensionsQuantumGraphBuilder(
