@@ -54,8 +54,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
-import yaml
 from lsst.daf.butler import Butler
 
 from radio_clean.campaign import synthetic_repository
@@ -73,7 +73,7 @@ from radio_clean.loop import (
 
 CHECKOUT = Path(__file__).resolve().parents[1]
 PIPELINE = str(CHECKOUT / "pipelines" / "ContinuumImaging.yaml")
-BPS_LOCAL = str(CHECKOUT / "bps" / "continuum_local.yaml")
+BPS_CAMPAIGN = str(CHECKOUT / "bps" / "campaign_local.yaml")
 OUTPUT = "bench/run"
 
 
@@ -123,14 +123,14 @@ def _chain(graph, quantum_id) -> tuple:
     return tuple((name, data_id[name]) for name in ("instrument", "field", "band"))
 
 
-def full_loop(root: str, bps_submit: str | None = None) -> dict[str, float]:
-    """The whole loop (start, cycle001, cycle002, finish003) over every chain; time per quantum, step."""
+def full_loop(root: str, bps_submit: str | None = None, cycles: int = 3) -> dict[str, Any]:
+    """The whole loop (start, cycle001, ..., finishNNN) over every chain; time per quantum, per step."""
     loop = CleanLoop(
         root,
         pipeline_uri=PIPELINE,
         inputs=[INGEST_RUN],
         output="bench/full",
-        mock=MockRun(cycles=3),
+        mock=MockRun(cycles=cycles),
         bps_submit=bps_submit,
     )
     began = time.perf_counter()
@@ -142,48 +142,32 @@ def full_loop(root: str, bps_submit: str | None = None) -> dict[str, float]:
         "full_quanta": quanta,
         "s_per_step": statistics.median(record.run_seconds + record.graph_seconds for record in loop.steps),
         "full_s": elapsed,
+        "steps": [(os.path.basename(r.run), r.quanta, r.graph_seconds + r.run_seconds) for r in loop.steps],
     }
 
 
-def mock_submit_file(directory: str) -> str:
-    """The shipped local submit file, asking pipetask for the mock tasks (labels ``_mock_*``).
-
-    Sets ``DAF_BUTLER_CONFIG_PATH`` for the jobs to a directory with the
-    repository's storage classes: ``pipetask pre-exec-init-qbb`` makes the
-    mock storage classes (``_mock_RadioImage``) before it reads the
-    repository's config, and fails with ``KeyError: 'RadioImage'`` otherwise
-    (issue 15, fixed on another branch).
-    """
-    with open(CHECKOUT / "python" / "radio_clean" / "config" / "butler.yaml") as stream:
-        storage_classes = yaml.safe_load(stream)["storageClasses"]
-    config_dir = os.path.join(directory, "config")
-    os.makedirs(config_dir, exist_ok=True)
-    with open(os.path.join(config_dir, "storageClasses.yaml"), "w") as stream:
-        yaml.safe_dump({"storageClasses": storage_classes}, stream)
-    os.environ["DAF_BUTLER_CONFIG_PATH"] = config_dir
-    with open(BPS_LOCAL) as stream:
-        local = yaml.safe_load(stream)
-    with open(CHECKOUT / "bps" / "continuum_common.yaml") as stream:
-        common = yaml.safe_load(stream)
-    labels = [label.strip() for label in common["cluster"]["continuum"]["pipetasks"].split(",")]
-    path = os.path.join(directory, "mock_local.yaml")
-    with open(path, "w") as stream:
-        yaml.safe_dump(
-            {
-                "includeConfigs": [BPS_LOCAL],
-                "extraQgraphOptions": "--mock --unmocked-dataset-types visibilities",
-                "cluster": {
-                    "continuum": {
-                        "pipetasks": ", ".join(f"_mock_{label}" for label in labels),
-                        "dimensions": local.get("cluster", {})
-                        .get("continuum", {})
-                        .get("dimensions", "instrument,field,band"),
-                    }
-                },
-            },
-            stream,
-        )
-    return path
+def bps_loop(root: str, n_chains: int) -> dict[str, Any]:
+    """The whole loop of ``n_chains`` mock chains, each step a ``bps submit`` of bps/campaign_local.yaml."""
+    synthetic_repository(root, n_fields=n_chains, n_bands=1)
+    cwd = os.getcwd()
+    saved = {name: os.environ.get(name) for name in ("PWD", "PATH", "HTTPS_PROXY", "https_proxy")}
+    # bps writes submit/ under ${PWD}, parsl its runinfo/ in the working directory.
+    os.chdir(root)
+    os.environ["PWD"] = root
+    # bps and its jobs call pipetask and butler by name.
+    os.environ["PATH"] = f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ['PATH']}"
+    # parsl's HighThroughputExecutor may ask api.ipify.org for this machine's public address (30 s
+    # time-out without a network): a closed local port as proxy makes that fail at once.
+    os.environ["HTTPS_PROXY"] = os.environ["https_proxy"] = "http://127.0.0.1:9"
+    try:
+        return full_loop(root, bps_submit=BPS_CAMPAIGN, cycles=2)
+    finally:
+        os.chdir(cwd)
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -194,7 +178,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bands", type=int, default=1, help="Bands per field (default 1).")
     parser.add_argument("--sample-chains", type=int, default=20, help="Chains whose start step runs.")
     parser.add_argument("--full-loop-max", type=int, default=100, help="Whole loop in-process up to this N.")
-    parser.add_argument("--bps-chains", type=int, default=0, help="Chains of a bps run (default 0: none).")
+    parser.add_argument(
+        "--bps-chains", default="", help="Comma-separated N of whole loops under bps (default: none)."
+    )
     parser.add_argument("--repeat", type=int, default=3, help="Runs of each N below 10000 (medians).")
     parser.add_argument("--workdir", default=None, help="Where the repositories go (default a temp dir).")
     parser.add_argument("--keep", action="store_true", help="Keep the repositories.")
@@ -222,24 +208,13 @@ def main(argv: list[str] | None = None) -> int:
                     shutil.rmtree(root)
             row = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
             rows.append((n * args.bands, len(runs), row))
-        bps_row = None
-        if args.bps_chains:
-            root = os.path.join(workdir, "bps")
-            synthetic_repository(root, n_fields=args.bps_chains, n_bands=1)
-            submit = mock_submit_file(workdir)
-            cwd = os.getcwd()
-            # bps writes submit/ under ${PWD}, parsl its runinfo/ in the working directory.
-            os.chdir(workdir)
-            os.environ["PWD"] = workdir
-            # bps and its jobs call pipetask and butler by name.
-            os.environ["PATH"] = f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ['PATH']}"
+        bps_rows = []
+        for n in [int(n) for n in args.bps_chains.split(",") if n]:
             try:
-                bps_row = full_loop(root, bps_submit=submit)
+                bps_rows.append((n, bps_loop(os.path.join(workdir, f"bps{n}"), n)))
+                print(f"bps N={n}: {bps_rows[-1][1]}", file=sys.stderr, flush=True)
             except LoopError as err:
-                print(f"bps over {args.bps_chains} chains failed: {err}", file=sys.stderr)
-            finally:
-                os.chdir(cwd)
-                os.environ["PWD"] = cwd
+                print(f"bps over {n} chains failed: {err}", file=sys.stderr)
     finally:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -256,12 +231,15 @@ def main(argv: list[str] | None = None) -> int:
             f"{int(row['dataset_types']):>13} {row['registry_bytes'] / 1e6:>11.1f} "
             f"{row['sample_s_per_quantum']:>16.3f} {loop_cost:>14}"
         )
-    if bps_row is not None:
+    if bps_rows:
         print(
-            f"bps (parsl, local, one job per chain) over {args.bps_chains} chains: "
-            f"{bps_row['s_per_step']:.0f} s per step (median), {bps_row['full_s']:.0f} s for the 4 steps, "
-            f"{bps_row['full_quanta']} quanta."
+            "\nbps (parsl, local site, bps/campaign_local.yaml: each step 2 jobs of pipetask run-qbb), "
+            "seconds per step (bps submit to registered outputs):"
         )
+        print(f"{'chains':>7} {'step':>10} {'quanta':>7} {'seconds':>8} {'s/quantum':>9}")
+        for chains, row in bps_rows:
+            for step, quanta, seconds in row["steps"]:
+                print(f"{chains:>7} {step:>10} {quanta:>7} {seconds:>8.0f} {seconds / max(quanta, 1):>9.3f}")
     return 0
 
 
