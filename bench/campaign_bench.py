@@ -3,7 +3,7 @@
 Not a test: prints a table. Usage::
 
     .venv/bin/python bench/campaign_bench.py [--chains 100,1000] [--big] [--bands 1]
-        [--sample-chains 20] [--full-loop-max 100] [--bps-chains 0] [--repeat 3]
+        [--sample-chains 20] [--full-loop-max 100] [--bps-chains 100,1000] [--repeat 3]
         [--workdir /tmp/radio_clean-campaign-bench] [--keep]
 
 For every N a repository of N fields x ``--bands`` bands is made without
@@ -30,14 +30,17 @@ imaging. Columns:
     out of the N (quanta run by the mock tasks in this process through the
     loop's executor, then their outputs registered), divided by its quanta.
     For N <= ``--full-loop-max`` also the whole loop (start, two cycles,
-    finish) over all N chains in this process.
-``bps s/step``
-    For ``--bps-chains`` chains: each step of the whole loop as a ``bps
-    submit`` (parsl, local site, one job per chain), seconds per step. Not
-    by default: with mock tasks the step's final job (``butler
-    aggregate-graph``) fails today with ``KeyError: '_mock_RadioImage'``
-    (its scanner processes do not know the mock storage classes); the
-    failure is printed instead of a figure.
+    finish) over all N chains in this process: its quanta, its wall time
+    (graphs, execution, registration) and the execution and registration
+    time per quantum.
+``bps s/step`` (a second table)
+    For each N of ``--bps-chains``: the whole loop of N chains with the mock
+    tasks stopping at minor cycle 2 (start, cycle001, finish002), each step
+    a ``bps submit`` of ``bps/campaign_local.yaml`` (parsl, local site, the
+    step in two jobs of ``pipetask run-qbb``), into a repository of its own;
+    seconds of each step from ``bps submit`` to its outputs registered by
+    the final job, and those seconds per quantum. Not by default: minutes
+    of both cores per step at 1,000 chains.
 
 The machine this runs on is shared: with ``--repeat`` the small N are
 measured several times and medians printed; ``--big`` adds N = 10,000
@@ -206,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"N={n} run {repeat + 1}: {figures}", file=sys.stderr, flush=True)
                 if not args.keep:
                     shutil.rmtree(root)
-            row = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
+            row = {key: statistics.median(run[key] for run in runs) for key in runs[0] if key != "steps"}
             rows.append((n * args.bands, len(runs), row))
         bps_rows = []
         for n in [int(n) for n in args.bps_chains.split(",") if n]:
@@ -218,19 +221,22 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
-    print(
-        f"{'chains':>7} {'runs':>4} {'repo s':>7} {'start graph s':>13} {'cycle graph s':>13} "
-        f"{'start q':>7} {'cycle q':>7} {'dataset types':>13} {'registry MB':>11} "
-        f"{'s/quantum sample':>16} {'s/quantum loop':>14}"
-    )
-    for chains, runs, row in rows:
-        loop_cost = f"{row['full_s_per_quantum']:.3f}" if "full_s_per_quantum" in row else "-"
+    if rows:
         print(
-            f"{chains:>7} {runs:>4} {row['repo_s']:>7.1f} {row['start_graph_s']:>13.1f} "
-            f"{row['cycle_graph_s']:>13.1f} {int(row['start_quanta']):>7} {int(row['cycle_quanta']):>7} "
-            f"{int(row['dataset_types']):>13} {row['registry_bytes'] / 1e6:>11.1f} "
-            f"{row['sample_s_per_quantum']:>16.3f} {loop_cost:>14}"
+            f"{'chains':>7} {'runs':>4} {'repo s':>7} {'start graph s':>13} {'cycle graph s':>13} "
+            f"{'start q':>7} {'cycle q':>7} {'dataset types':>13} {'registry MB':>11} "
+            f"{'s/quantum sample':>16} {'s/quantum loop':>14} {'loop quanta':>11} {'loop s':>7}"
         )
+        for chains, runs, row in rows:
+            loop_cost = f"{row['full_s_per_quantum']:.3f}" if "full_s_per_quantum" in row else "-"
+            loop_quanta = f"{int(row['full_quanta'])}" if "full_quanta" in row else "-"
+            loop_seconds = f"{row['full_s']:.0f}" if "full_s" in row else "-"
+            print(
+                f"{chains:>7} {runs:>4} {row['repo_s']:>7.1f} {row['start_graph_s']:>13.1f} "
+                f"{row['cycle_graph_s']:>13.1f} {int(row['start_quanta']):>7} {int(row['cycle_quanta']):>7} "
+                f"{int(row['dataset_types']):>13} {row['registry_bytes'] / 1e6:>11.1f} "
+                f"{row['sample_s_per_quantum']:>16.3f} {loop_cost:>14} {loop_quanta:>11} {loop_seconds:>7}"
+            )
     if bps_rows:
         print(
             "\nbps (parsl, local site, bps/campaign_local.yaml: each step 2 jobs of pipetask run-qbb), "
