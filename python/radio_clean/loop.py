@@ -80,7 +80,7 @@ from lsst.pipe.base.caching_limited_butler import CachingLimitedButler
 from lsst.pipe.base.pipelineIR import ContractError
 from lsst.pipe.base.quantum_graph import PredictedQuantumGraph
 from lsst.pipe.base.single_quantum_executor import SingleQuantumExecutor
-from lsst.pipe.base.tests.mocks import ForcedFailure, get_mock_name, mock_pipeline_graph
+from lsst.pipe.base.tests.mocks import ForcedFailure, mock_pipeline_graph
 
 from ._errors import os_error_in
 from ._scratch import make_scratch_dir, process_alive, remove_stale_scratch
@@ -1015,6 +1015,8 @@ class CleanLoop:
         the graph's mock dataset types (``_mock_RadioImage``), which
         the middleware makes only in a process that has imported its mocks.
         """
+        from lsst.pipe.base.tests.mocks import get_mock_name
+
         mock_options = ["--mock", "--unmocked-dataset-types", VISIBILITIES]
         for label, condition in self.mock.failures.items():
             mock_options += ["--mock-failure", f"{label}::{condition}"]
