@@ -3,7 +3,7 @@
 Not a test: prints a table. Usage::
 
     .venv/bin/python bench/campaign_bench.py [--chains 100,1000] [--big] [--bands 1]
-        [--sample-chains 20] [--full-loop-max 100] [--bps-chains 0] [--repeat 3]
+        [--sample-chains 20] [--full-loop-max 100] [--bps-chains 100,1000] [--repeat 3]
         [--workdir /tmp/radio_clean-campaign-bench] [--keep]
 
 For every N a repository of N fields x ``--bands`` bands is made without
@@ -30,14 +30,17 @@ imaging. Columns:
     out of the N (quanta run by the mock tasks in this process through the
     loop's executor, then their outputs registered), divided by its quanta.
     For N <= ``--full-loop-max`` also the whole loop (start, two cycles,
-    finish) over all N chains in this process.
-``bps s/step``
-    For ``--bps-chains`` chains: each step of the whole loop as a ``bps
-    submit`` (parsl, local site, one job per chain), seconds per step. Not
-    by default: with mock tasks the step's final job (``butler
-    aggregate-graph``) fails today with ``KeyError: '_mock_RadioImage'``
-    (its scanner processes do not know the mock storage classes); the
-    failure is printed instead of a figure.
+    finish) over all N chains in this process: its quanta, its wall time
+    (graphs, execution, registration) and the execution and registration
+    time per quantum.
+``bps s/step`` (a second table)
+    For each N of ``--bps-chains``: the whole loop of N chains with the mock
+    tasks stopping at minor cycle 2 (start, cycle001, finish002), each step
+    a ``bps submit`` of ``bps/campaign_local.yaml`` (parsl, local site, the
+    step in two jobs of ``pipetask run-qbb``), into a repository of its own;
+    seconds of each step from ``bps submit`` to its outputs registered by
+    the final job, and those seconds per quantum. Not by default: minutes
+    of both cores per step at 1,000 chains.
 
 The machine this runs on is shared: with ``--repeat`` the small N are
 measured several times and medians printed; ``--big`` adds N = 10,000
@@ -54,8 +57,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
-import yaml
 from lsst.daf.butler import Butler
 
 from radio_clean.campaign import synthetic_repository
@@ -73,7 +76,7 @@ from radio_clean.loop import (
 
 CHECKOUT = Path(__file__).resolve().parents[1]
 PIPELINE = str(CHECKOUT / "pipelines" / "ContinuumImaging.yaml")
-BPS_LOCAL = str(CHECKOUT / "bps" / "continuum_local.yaml")
+BPS_CAMPAIGN = str(CHECKOUT / "bps" / "campaign_local.yaml")
 OUTPUT = "bench/run"
 
 
@@ -123,14 +126,14 @@ def _chain(graph, quantum_id) -> tuple:
     return tuple((name, data_id[name]) for name in ("instrument", "field", "band"))
 
 
-def full_loop(root: str, bps_submit: str | None = None) -> dict[str, float]:
-    """The whole loop (start, cycle001, cycle002, finish003) over every chain; time per quantum, step."""
+def full_loop(root: str, bps_submit: str | None = None, cycles: int = 3) -> dict[str, Any]:
+    """The whole loop (start, cycle001, ..., finishNNN) over every chain; time per quantum, per step."""
     loop = CleanLoop(
         root,
         pipeline_uri=PIPELINE,
         inputs=[INGEST_RUN],
         output="bench/full",
-        mock=MockRun(cycles=3),
+        mock=MockRun(cycles=cycles),
         bps_submit=bps_submit,
     )
     began = time.perf_counter()
@@ -142,48 +145,32 @@ def full_loop(root: str, bps_submit: str | None = None) -> dict[str, float]:
         "full_quanta": quanta,
         "s_per_step": statistics.median(record.run_seconds + record.graph_seconds for record in loop.steps),
         "full_s": elapsed,
+        "steps": [(os.path.basename(r.run), r.quanta, r.graph_seconds + r.run_seconds) for r in loop.steps],
     }
 
 
-def mock_submit_file(directory: str) -> str:
-    """The shipped local submit file, asking pipetask for the mock tasks (labels ``_mock_*``).
-
-    Sets ``DAF_BUTLER_CONFIG_PATH`` for the jobs to a directory with the
-    repository's storage classes: ``pipetask pre-exec-init-qbb`` makes the
-    mock storage classes (``_mock_RadioImage``) before it reads the
-    repository's config, and fails with ``KeyError: 'RadioImage'`` otherwise
-    (issue 15, fixed on another branch).
-    """
-    with open(CHECKOUT / "python" / "radio_clean" / "config" / "butler.yaml") as stream:
-        storage_classes = yaml.safe_load(stream)["storageClasses"]
-    config_dir = os.path.join(directory, "config")
-    os.makedirs(config_dir, exist_ok=True)
-    with open(os.path.join(config_dir, "storageClasses.yaml"), "w") as stream:
-        yaml.safe_dump({"storageClasses": storage_classes}, stream)
-    os.environ["DAF_BUTLER_CONFIG_PATH"] = config_dir
-    with open(BPS_LOCAL) as stream:
-        local = yaml.safe_load(stream)
-    with open(CHECKOUT / "bps" / "continuum_common.yaml") as stream:
-        common = yaml.safe_load(stream)
-    labels = [label.strip() for label in common["cluster"]["continuum"]["pipetasks"].split(",")]
-    path = os.path.join(directory, "mock_local.yaml")
-    with open(path, "w") as stream:
-        yaml.safe_dump(
-            {
-                "includeConfigs": [BPS_LOCAL],
-                "extraQgraphOptions": "--mock --unmocked-dataset-types visibilities",
-                "cluster": {
-                    "continuum": {
-                        "pipetasks": ", ".join(f"_mock_{label}" for label in labels),
-                        "dimensions": local.get("cluster", {})
-                        .get("continuum", {})
-                        .get("dimensions", "instrument,field,band"),
-                    }
-                },
-            },
-            stream,
-        )
-    return path
+def bps_loop(root: str, n_chains: int) -> dict[str, Any]:
+    """The whole loop of ``n_chains`` mock chains, each step a ``bps submit`` of bps/campaign_local.yaml."""
+    synthetic_repository(root, n_fields=n_chains, n_bands=1)
+    cwd = os.getcwd()
+    saved = {name: os.environ.get(name) for name in ("PWD", "PATH", "HTTPS_PROXY", "https_proxy")}
+    # bps writes submit/ under ${PWD}, parsl its runinfo/ in the working directory.
+    os.chdir(root)
+    os.environ["PWD"] = root
+    # bps and its jobs call pipetask and butler by name.
+    os.environ["PATH"] = f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ['PATH']}"
+    # parsl's HighThroughputExecutor may ask api.ipify.org for this machine's public address (30 s
+    # time-out without a network): a closed local port as proxy makes that fail at once.
+    os.environ["HTTPS_PROXY"] = os.environ["https_proxy"] = "http://127.0.0.1:9"
+    try:
+        return full_loop(root, bps_submit=BPS_CAMPAIGN, cycles=2)
+    finally:
+        os.chdir(cwd)
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -194,7 +181,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bands", type=int, default=1, help="Bands per field (default 1).")
     parser.add_argument("--sample-chains", type=int, default=20, help="Chains whose start step runs.")
     parser.add_argument("--full-loop-max", type=int, default=100, help="Whole loop in-process up to this N.")
-    parser.add_argument("--bps-chains", type=int, default=0, help="Chains of a bps run (default 0: none).")
+    parser.add_argument(
+        "--bps-chains", default="", help="Comma-separated N of whole loops under bps (default: none)."
+    )
     parser.add_argument("--repeat", type=int, default=3, help="Runs of each N below 10000 (medians).")
     parser.add_argument("--workdir", default=None, help="Where the repositories go (default a temp dir).")
     parser.add_argument("--keep", action="store_true", help="Keep the repositories.")
@@ -220,48 +209,43 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"N={n} run {repeat + 1}: {figures}", file=sys.stderr, flush=True)
                 if not args.keep:
                     shutil.rmtree(root)
-            row = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
+            row = {key: statistics.median(run[key] for run in runs) for key in runs[0] if key != "steps"}
             rows.append((n * args.bands, len(runs), row))
-        bps_row = None
-        if args.bps_chains:
-            root = os.path.join(workdir, "bps")
-            synthetic_repository(root, n_fields=args.bps_chains, n_bands=1)
-            submit = mock_submit_file(workdir)
-            cwd = os.getcwd()
-            # bps writes submit/ under ${PWD}, parsl its runinfo/ in the working directory.
-            os.chdir(workdir)
-            os.environ["PWD"] = workdir
-            # bps and its jobs call pipetask and butler by name.
-            os.environ["PATH"] = f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ['PATH']}"
+        bps_rows = []
+        for n in [int(n) for n in args.bps_chains.split(",") if n]:
             try:
-                bps_row = full_loop(root, bps_submit=submit)
+                bps_rows.append((n, bps_loop(os.path.join(workdir, f"bps{n}"), n)))
+                print(f"bps N={n}: {bps_rows[-1][1]}", file=sys.stderr, flush=True)
             except LoopError as err:
-                print(f"bps over {args.bps_chains} chains failed: {err}", file=sys.stderr)
-            finally:
-                os.chdir(cwd)
-                os.environ["PWD"] = cwd
+                print(f"bps over {n} chains failed: {err}", file=sys.stderr)
     finally:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
-    print(
-        f"{'chains':>7} {'runs':>4} {'repo s':>7} {'start graph s':>13} {'cycle graph s':>13} "
-        f"{'start q':>7} {'cycle q':>7} {'dataset types':>13} {'registry MB':>11} "
-        f"{'s/quantum sample':>16} {'s/quantum loop':>14}"
-    )
-    for chains, runs, row in rows:
-        loop_cost = f"{row['full_s_per_quantum']:.3f}" if "full_s_per_quantum" in row else "-"
+    if rows:
         print(
-            f"{chains:>7} {runs:>4} {row['repo_s']:>7.1f} {row['start_graph_s']:>13.1f} "
-            f"{row['cycle_graph_s']:>13.1f} {int(row['start_quanta']):>7} {int(row['cycle_quanta']):>7} "
-            f"{int(row['dataset_types']):>13} {row['registry_bytes'] / 1e6:>11.1f} "
-            f"{row['sample_s_per_quantum']:>16.3f} {loop_cost:>14}"
+            f"{'chains':>7} {'runs':>4} {'repo s':>7} {'start graph s':>13} {'cycle graph s':>13} "
+            f"{'start q':>7} {'cycle q':>7} {'dataset types':>13} {'registry MB':>11} "
+            f"{'s/quantum sample':>16} {'s/quantum loop':>14} {'loop quanta':>11} {'loop s':>7}"
         )
-    if bps_row is not None:
+        for chains, runs, row in rows:
+            loop_cost = f"{row['full_s_per_quantum']:.3f}" if "full_s_per_quantum" in row else "-"
+            loop_quanta = f"{int(row['full_quanta'])}" if "full_quanta" in row else "-"
+            loop_seconds = f"{row['full_s']:.0f}" if "full_s" in row else "-"
+            print(
+                f"{chains:>7} {runs:>4} {row['repo_s']:>7.1f} {row['start_graph_s']:>13.1f} "
+                f"{row['cycle_graph_s']:>13.1f} {int(row['start_quanta']):>7} {int(row['cycle_quanta']):>7} "
+                f"{int(row['dataset_types']):>13} {row['registry_bytes'] / 1e6:>11.1f} "
+                f"{row['sample_s_per_quantum']:>16.3f} {loop_cost:>14} {loop_quanta:>11} {loop_seconds:>7}"
+            )
+    if bps_rows:
         print(
-            f"bps (parsl, local, one job per chain) over {args.bps_chains} chains: "
-            f"{bps_row['s_per_step']:.0f} s per step (median), {bps_row['full_s']:.0f} s for the 4 steps, "
-            f"{bps_row['full_quanta']} quanta."
+            "\nbps (parsl, local site, bps/campaign_local.yaml: each step 2 jobs of pipetask run-qbb), "
+            "seconds per step (bps submit to registered outputs):"
         )
+        print(f"{'chains':>7} {'step':>10} {'quanta':>7} {'seconds':>8} {'s/quantum':>9}")
+        for chains, row in bps_rows:
+            for step, quanta, seconds in row["steps"]:
+                print(f"{chains:>7} {step:>10} {quanta:>7} {seconds:>8.0f} {seconds / max(quanta, 1):>9.3f}")
     return 0
 
 

@@ -18,7 +18,7 @@ from radio_clean.loop import MockRun, _chain_table
 PIPELINE = "resource://radio_clean/pipelines/ContinuumImaging.yaml"
 BAND = "1000MHz-1ch"
 N_SIMULATED_FIELDS = 6
-"""Fields imaged for real (the issue asks for 20 through bps; see doc/scaling.rst for why fewer here)."""
+"""Fields imaged for real in-process (-j 2); tests/test_bps_campaign.py images twenty through bps."""
 
 
 def _chain(field):

@@ -59,6 +59,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import lsst.pex.config as pexConfig
+import yaml
 from lsst.daf.butler import (
     Butler,
     ButlerConfig,
@@ -91,6 +92,7 @@ from .image import RadioImage
 from .ingest import VISIBILITIES
 from .parameters import CleanParametersConfig
 from .pipeline import STEPS
+from .repo import DIMENSIONS_CONFIG
 
 _log = logging.getLogger(__name__)
 
@@ -1001,14 +1003,19 @@ class CleanLoop:
                 self._step_pipeline(step).write_to_uri(pipeline_path)
                 # Jobs may run elsewhere (a cluster's nodes): a repository directory by absolute path.
                 repo = os.path.abspath(self.repo) if os.path.exists(self.repo) else self.repo
+                submit_file, environment = self.bps_submit, None
+                if self.mock is not None:
+                    submit_file = self._mock_submit_file(config, directory)
+                    config = BpsConfig(submit_file, search_order=BPS_SEARCH_ORDER, defaults=BPS_DEFAULTS)
+                    environment = _mock_environment()
                 command = [
-                    os.path.join(os.path.dirname(sys.executable), "bps"), "submit", self.bps_submit,
+                    os.path.join(os.path.dirname(sys.executable), "bps"), "submit", submit_file,
                     "-b", repo, "-i", ",".join(self.inputs), "-o", self.output, "--output-run", step.run,
                     "-p", pipeline_path, "-d", self._literal_query(),
                     *self._chain_table_options(config, chains, directory),
                 ]  # fmt: skip
                 _log.info("Step %s: %s", os.path.basename(step.run), shlex.join(command))
-                returncode = subprocess.run(command).returncode
+                returncode = subprocess.run(command, env=environment).returncode
             finally:
                 shutil.rmtree(directory, ignore_errors=True)
             # Every quantum that ran wrote its metadata.
@@ -1031,6 +1038,45 @@ class CleanLoop:
                 f"{submit_path}/logs say why."
             )
         return sorted(made & expected, key=str)
+
+    def _mock_submit_file(self, config, directory: str) -> str:
+        """Write a submit file that includes ``self.bps_submit`` and runs the step with mock tasks.
+
+        It asks ``pipetask qgraph`` for the middleware's mock tasks (the
+        ``visibilities`` left as they are, the `MockRun`'s failures), renames
+        the task labels of every cluster to those of the mock tasks
+        (``_mock_makePsf``...), so that the step is clustered as the real one
+        would be, and gives the final job, ``butler aggregate-graph``,
+        ``--mock-storage-classes``: its scanner and ingester processes read
+        the graph's mock dataset types (``_mock_RadioImage``), which
+        the middleware makes only in a process that has imported its mocks.
+        """
+        from lsst.pipe.base.tests.mocks import get_mock_name
+
+        mock_options = ["--mock", "--unmocked-dataset-types", VISIBILITIES]
+        for label, condition in self.mock.failures.items():
+            mock_options += ["--mock-failure", f"{label}::{condition}"]
+        _, extra_qgraph = config.search("extraQgraphOptions", opt={"default": ""})
+        _, extra_aggregate = config.search("extraAggregateOptions", opt={"default": ""})
+        overrides: dict[str, Any] = {
+            "includeConfigs": [self.bps_submit],
+            "extraQgraphOptions": f"{extra_qgraph or ''} {shlex.join(mock_options)}".strip(),
+            "extraAggregateOptions": f"{extra_aggregate or ''} --mock-storage-classes".strip(),
+        }
+        clusters = config["cluster"] if "cluster" in config else {}
+        overrides["cluster"] = {
+            name: {
+                "pipetasks": ", ".join(
+                    get_mock_name(label.strip()) for label in clusters[name]["pipetasks"].split(",")
+                )
+            }
+            for name in clusters
+            if "pipetasks" in clusters[name]
+        }
+        path = os.path.join(directory, "mock_submit.yaml")
+        with open(path, "w") as stream:
+            yaml.safe_dump(overrides, stream)
+        return path
 
     @staticmethod
     def _chain_table_options(config, chains: Sequence[tuple] | None, directory: str) -> list[str]:
@@ -1230,6 +1276,23 @@ class CleanLoop:
         finally:
             if source is not qbb:
                 source.close()
+
+
+def _mock_environment() -> dict[str, str]:
+    """The environment of this process with radio_clean's storage classes on ``DAF_BUTLER_CONFIG_PATH``.
+
+    For the processes of a bps step of mock tasks: ``pipetask
+    pre-exec-init-qbb``, ``pipetask run-qbb`` and ``butler aggregate-graph``
+    make the mock storage classes (``_mock_RadioImage``) from the real ones
+    while they read the graph, before they read the repository's config
+    (doc/pipeline.rst, "Mock tasks"). parsl's local jobs and the final job
+    inherit the environment of ``bps submit``; Slurm passes it on too.
+    """
+    environment = dict(os.environ)
+    config_dir = os.path.dirname(DIMENSIONS_CONFIG)
+    path = environment.get("DAF_BUTLER_CONFIG_PATH")
+    environment["DAF_BUTLER_CONFIG_PATH"] = f"{config_dir}{os.pathsep}{path}" if path else config_dir
+    return environment
 
 
 def _chain_table(chains: Sequence[tuple]) -> Any:
