@@ -1,4 +1,7 @@
-"""Fix `zipfile` for reading some quanta of a quantum graph (``.qg``) file; `radio_clean.tasks` applies it.
+"""Fix `zipfile` for reading some quanta of a quantum graph (``.qg``) file.
+
+Applied by the commands of radio_clean's bps jobs, `radio_clean.pipetask_command`
+and `radio_clean.butler_command`; importing radio_clean does not apply it.
 
 A ``.qg`` file is a zip archive; reading the quanta of some IDs (``pipetask
 run-qbb --qgraph-node-id``, as every bps job does) seeks inside its
