@@ -7,10 +7,10 @@ data-ID query over the whole repository (`AllDimensionsQuantumGraphBuilder`)
 costs a few tenths of a second a cycle, more than a small image's major
 cycle; here it is copied from the previous graph, as Rubin's prompt processing
 does with `TrivialQuantumGraphBuilder` for data IDs it already knows. The
-finish step's RestoreTask, which has no quanta in the previous graph, stands
-in for the task there with the same dimensions (DeconvolveTask): its data
-IDs and the MeasurementSets it read; the rest of what RestoreTask reads the
-previous graph read or made.
+finish step's RestoreTask has no quanta in the previous graph: the quanta of
+a task there with the same dimensions (DeconvolveTask) serve as its
+templates (their data IDs and the MeasurementSets they read); the rest of
+what RestoreTask reads the previous graph read or made.
 """
 
 from __future__ import annotations
@@ -115,9 +115,9 @@ class NextCycleGraphBuilder(QuantumGraphBuilder):
             templates = self._template_quanta.get(task_node.label)
             template_edges = self._template_edges.get(task_node.label, {})
             if templates is None:
-                # A task new to the loop's steps (restore, in the finish step) stands in for one of the
-                # previous graph with the same dimensions: its quanta's data IDs, and its inputs where
-                # it reads the same dataset types (the MeasurementSets of each chain).
+                # A task new to the loop's steps (restore, in the finish step) takes as templates the
+                # quanta of a previous task with the same dimensions: their data IDs, and their inputs
+                # of the dataset types it reads too (the MeasurementSets of each chain).
                 templates, template_edges = self._stand_in(task_node)
             read_edges = list(task_node.iter_all_inputs())
             for read_edge in read_edges:
