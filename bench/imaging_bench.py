@@ -43,6 +43,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import dataclasses
+import datetime
 import hashlib
 import json
 import os
@@ -554,6 +555,7 @@ def _run_side(side: str, job: Job, ms: str, run_dir: str, args: argparse.Namespa
             summary = json.load(stream)
     elif figures["ok"] and side == "ours":
         summary = _ours_summary(export)
+        figures.update(_ours_time_in_quanta(os.path.join(out, "repo")))
     figures["summary"] = summary
     if not figures["ok"]:
         why = "timed out" if figures["timed_out"] else f"exit code {figures['returncode']}"
@@ -582,6 +584,31 @@ def _ours_summary(export: str) -> dict[str, Any]:
         summary.setdefault("stopcode", codes[0] if len(codes) == 1 else "/".join(map(str, codes)))
         summary["chunks"] = len(chunks)
     return summary
+
+
+def _ours_time_in_quanta(repo: str) -> dict[str, float]:
+    """Wall time in the tasks' ``run`` methods and in whole quanta, summed over the run's quanta.
+
+    From the task metadata the run stored in its repository (``runStartUtc``
+    and ``runEndUtc`` of ``@timeMethod``, the executor's ``prepUtc`` and
+    ``endUtc``). ``run`` is the imaging work with its scratch images; a
+    quantum adds its Butler gets and puts, logs and metadata. With
+    ``--jobs N`` quanta overlap, so the sums can exceed the wall time.
+    """
+    from lsst.daf.butler import Butler
+
+    def seconds(start: str, end: str) -> float:
+        return (datetime.datetime.fromisoformat(end) - datetime.datetime.fromisoformat(start)).total_seconds()
+
+    in_run = in_quanta = 0.0
+    with Butler.from_config(repo) as butler:
+        refs = butler.query_all_datasets("*", name="*_metadata", find_first=False, limit=None)
+        for ref in refs:
+            metadata = butler.get(ref)
+            task = metadata[ref.datasetType.name.removesuffix("_metadata")]
+            in_run += seconds(task["runStartUtc"], task["runEndUtc"])
+            in_quanta += seconds(metadata["quantum"]["prepUtc"], metadata["quantum"]["endUtc"])
+    return {"in_run_s": in_run, "in_quanta_s": in_quanta}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -632,13 +659,23 @@ def _run_job(job: Job, ms: str, sides: list[str], args: argparse.Namespace) -> d
                     f"  rss {figures['rss_mib']:6.0f} MiB  {_convergence(figures['summary'])}",
                     flush=True,
                 )
+                if "in_run_s" in figures:
+                    print(
+                        f"  {'':20s}in the tasks' run methods {figures['in_run_s']:.1f} s, "
+                        f"in quanta {figures['in_quanta_s']:.1f} s (summed over quanta)",
+                        flush=True,
+                    )
             else:
                 print(f"  round {repeat + 1} {label:12s} FAILED ({figures['error']})", flush=True)
                 if side != "tclean":
                     print(f"  (no further {label} runs of {job.name})", flush=True)
                     skipped.add(side)
     medians = {
-        side: {key: _median(side_runs, key) for key in ("wall_s", "cpu_s", "rss_mib")}
+        side: {
+            key: _median(side_runs, key)
+            for key in ("wall_s", "cpu_s", "rss_mib", "in_run_s", "in_quanta_s")
+            if all(key in run for run in side_runs if run["ok"])
+        }
         for side, side_runs in runs.items()
     }
     result: dict[str, Any] = {"runs": runs, "medians": medians}
@@ -701,6 +738,30 @@ def _print_table(results: dict[str, dict[str, Any]]) -> None:
             f"{_fmt(ratios['rss_mib'], '.2f', 7)}"
             f"   {wall_target:20s}{rss_target:18s}"
             + (_fmt(result["medians"].get("wsclean", {}).get("wall_s"), width=11) if with_wsclean else "")
+        )
+
+
+def _print_time_in_quanta(results: dict[str, dict[str, Any]]) -> None:
+    rows = {name: result["medians"].get("ours", {}) for name, result in results.items()}
+    rows = {name: ours for name, ours in rows.items() if ours.get("in_run_s") is not None}
+    if not rows:
+        return
+    print()
+    print("where radio-clean's wall time goes (medians; quanta summed, so they overlap with --jobs 2)")
+    header = (
+        f"{'job':20s}{'ours [s]':>10s}{'in quanta':>11s}{'in run':>9s}{'outside':>9s}"
+        f"{'run / tclean wall':>19s}"
+    )
+    print(header)
+    print("-" * len(header))
+    for name, ours in rows.items():
+        tclean_wall = results[name]["medians"].get("tclean", {}).get("wall_s")
+        serial = JOBS[name].ours_jobs == 1
+        print(
+            f"{name:20s}{_fmt(ours['wall_s'], width=10)}{_fmt(ours['in_quanta_s'], width=11)}"
+            f"{_fmt(ours['in_run_s'], width=9)}"
+            f"{_fmt(ours['wall_s'] - ours['in_quanta_s'] if serial else None, width=9)}"
+            f"{_fmt(_ratio(ours['in_run_s'], tclean_wall), '.2f', 19)}"
         )
 
 
@@ -815,6 +876,7 @@ def main(argv: list[str] | None = None) -> int:
             **result,
         }
     _print_table(results)
+    _print_time_in_quanta(results)
     report["machine"]["loadavg_end"] = os.getloadavg()
     if args.json:
         with open(args.json, "w") as stream:
