@@ -27,7 +27,11 @@ from start to exit. CPU time is user + system time of the process and all its
 descendants (``os.wait4`` of the process, plus any orphaned descendant, which
 this script reaps as a child subreaper). Peak RSS is ``ru_maxrss`` of that
 process tree: the largest resident set of any one process in it, not the sum
-of processes running at the same time.
+of processes running at the same time. For radio-clean the script also reads
+the run's task metadata from its repository and prints where the wall time
+went: in the tasks' ``run`` methods (the imaging work), in the rest of the
+quanta (Butler gets and puts, logs, metadata) and outside the quanta, and the
+tasks' time against tclean's whole process.
 
 The MeasurementSets are made once, outside the timed region, and cached in
 ``--workdir`` (the simulated ones under a name that includes a hash of their
