@@ -41,13 +41,14 @@ def _command(ms, root, settings, jobs):
     return arguments
 
 
-def _kill_during_cycle(arguments, repo, cycle_run):
+def _kill_during_cycle(arguments, repo, cycle_run, env):
     """Start radio-clean in a process; SIGKILL it once ``cycle_run`` exists in the repository."""
     process = subprocess.Popen(
         [sys.executable, "-m", "radio_clean.cli", *arguments],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
+        env=env,
     )
     deadline = time.monotonic() + 300
     try:
@@ -143,6 +144,26 @@ def test_killed_run_resumes_to_the_same_images(tmp_path, demo_ms_dir, monkeypatc
 
     resumed = tmp_path / "resumed"
     arguments = _command(ms, resumed, settings, jobs)
-    _kill_during_cycle(arguments, str(resumed / "repo"), cycle_run)
-    assert main(arguments) == 0
+    # The killed run and the one that resumes it share a temporary directory of their own.
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = {**os.environ, "TMPDIR": str(scratch)}
+    _kill_during_cycle(arguments, str(resumed / "repo"), cycle_run, env)
+    left = os.listdir(scratch)
+    assert any(name.startswith("radio_clean-warm-") for name in left), left
+    if jobs > 1:
+        # multiprocessing's directory with the forkserver's socket, and radio_clean's record of it.
+        (record,) = [name for name in left if name.startswith("radio_clean-multiprocessing-")]
+        pymp = (scratch / record / "temp_dir").read_text()
+        assert os.path.dirname(pymp) == str(scratch) and os.path.basename(pymp) in left
+    completed = subprocess.run(
+        [sys.executable, "-m", "radio_clean.cli", *arguments], capture_output=True, text=True, env=env
+    )
+    assert completed.returncode == 0, completed.stderr
     _assert_same(_products(resumed), _products(uninterrupted))
+    # The run that resumed removed what the killed one left, and its own scratch at exit (the
+    # forkserver removes its own a moment after the run's process has ended).
+    deadline = time.monotonic() + 10
+    while os.listdir(scratch) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert os.listdir(scratch) == []

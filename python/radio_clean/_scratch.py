@@ -21,6 +21,7 @@ import re
 import shutil
 import socket
 import tempfile
+from collections.abc import Callable
 
 
 def scratch_host() -> str:
@@ -33,8 +34,12 @@ def make_scratch_dir(prefix: str) -> str:
     return tempfile.mkdtemp(prefix=f"{prefix}{scratch_host()}-{os.getpid()}-")
 
 
-def remove_stale_scratch(prefix: str) -> None:
-    """Remove scratch directories of ``prefix`` whose process on this host is no longer alive."""
+def remove_stale_scratch(prefix: str, before_removal: Callable[[str], None] | None = None) -> None:
+    """Remove scratch directories of ``prefix`` whose process on this host is no longer alive.
+
+    ``before_removal``, if given, is called with each such directory's path
+    before it is removed (to remove what it records, made elsewhere).
+    """
     pattern = re.compile(rf"{re.escape(prefix)}{re.escape(scratch_host())}-(\d+)-")
     directory = tempfile.gettempdir()
     try:
@@ -45,6 +50,8 @@ def remove_stale_scratch(prefix: str) -> None:
         match = pattern.match(name)
         if match is None or int(match.group(1)) == os.getpid() or process_alive(int(match.group(1))):
             continue
+        if before_removal is not None:
+            before_removal(os.path.join(directory, name))
         shutil.rmtree(os.path.join(directory, name), ignore_errors=True)
 
 

@@ -37,11 +37,13 @@ __all__ = [
     "step_run",
 ]
 
+import atexit
 import contextlib
 import dataclasses
 import functools
 import logging
 import multiprocessing
+import multiprocessing.util
 import os
 import queue
 import re
@@ -101,6 +103,11 @@ _CHAIN_DIMENSIONS = ("instrument", "field", "band", "channel_chunk")
 
 _GRAPH_SCRATCH_PREFIX = "radio_clean-graphs-"
 """Scratch of the step graphs handed to worker processes."""
+
+_MULTIPROCESSING_SCRATCH_PREFIX = "radio_clean-multiprocessing-"
+"""Scratch recording where multiprocessing's temporary directory (the forkserver's socket) is."""
+
+_TEMP_DIR_RECORD = "temp_dir"
 
 _MEMO_STORAGE_CLASSES = frozenset({"RadioImage", "StructuredDataDict", "AutoMaskState", "MeasurementSet"})
 """What `DatasetMemo` keeps in memory: the images and states the next step reads (not logs, metadata)."""
@@ -392,6 +399,7 @@ class _WorkerPool:
         # Process-wide (multiprocessing has one forkserver), so set here, when the loop starts its
         # workers, never at import; the server starts with the first worker.
         context.set_forkserver_preload(["radio_clean.tasks._forkserver"])
+        _record_multiprocessing_temp_dir()
         self._tasks = [context.Queue() for _ in range(count)]
         self._results = context.Queue()
         self._processes = [
@@ -436,6 +444,30 @@ class _WorkerPool:
             process.join(timeout=10)
             if process.is_alive():
                 process.terminate()
+
+
+@functools.cache
+def _record_multiprocessing_temp_dir() -> None:
+    """Record multiprocessing's temporary directory in scratch named by host and process, once.
+
+    The forkserver listens on a socket in that directory (``pymp-*``), which
+    multiprocessing removes at exit; a process killed outright leaves it. The
+    next run with workers removes it, from the record. (Not made inside the
+    scratch: a longer path could pass the 107 bytes a socket's path may have.)
+    """
+    remove_stale_scratch(_MULTIPROCESSING_SCRATCH_PREFIX, before_removal=_remove_recorded_temp_dir)
+    record = make_scratch_dir(_MULTIPROCESSING_SCRATCH_PREFIX)
+    atexit.register(shutil.rmtree, record, ignore_errors=True)
+    with open(os.path.join(record, _TEMP_DIR_RECORD), "w") as stream:
+        stream.write(multiprocessing.util.get_temp_dir())
+
+
+def _remove_recorded_temp_dir(record: str) -> None:
+    with contextlib.suppress(OSError):
+        with open(os.path.join(record, _TEMP_DIR_RECORD)) as stream:
+            temp_dir = stream.read()
+        if os.path.basename(temp_dir).startswith("pymp-"):
+            shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 @contextlib.contextmanager
