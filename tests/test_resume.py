@@ -41,7 +41,7 @@ def _command(ms, root, settings, jobs):
     return arguments
 
 
-def _kill_during_cycle(arguments, repo, cycle_run, env):
+def _kill_during_cycle(arguments, repo, cycle_run, env=None):
     """Start radio-clean in a process; SIGKILL it once ``cycle_run`` exists in the repository."""
     process = subprocess.Popen(
         [sys.executable, "-m", "radio_clean.cli", *arguments],
