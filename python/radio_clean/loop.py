@@ -446,16 +446,22 @@ class _WorkerPool:
                 process.terminate()
 
 
-@functools.cache
 def _record_multiprocessing_temp_dir() -> None:
-    """Record multiprocessing's temporary directory in scratch named by host and process, once.
+    """Record multiprocessing's temporary directory in scratch named by host and process.
 
     The forkserver listens on a socket in that directory (``pymp-*``), which
     multiprocessing removes at exit; a process killed outright leaves it. The
-    next run with workers removes it, from the record. (Not made inside the
-    scratch: a longer path could pass the 107 bytes a socket's path may have.)
+    next pool of workers on this host removes it, from the record. (Not made
+    inside the scratch: a longer path could pass the 107 bytes a socket's path
+    may have.)
     """
     remove_stale_scratch(_MULTIPROCESSING_SCRATCH_PREFIX, before_removal=_remove_recorded_temp_dir)
+    _write_temp_dir_record()
+
+
+@functools.cache
+def _write_temp_dir_record() -> None:
+    # Once per process: multiprocessing makes its directory once.
     record = make_scratch_dir(_MULTIPROCESSING_SCRATCH_PREFIX)
     atexit.register(shutil.rmtree, record, ignore_errors=True)
     with open(os.path.join(record, _TEMP_DIR_RECORD), "w") as stream:
