@@ -8,6 +8,7 @@ submit files cluster each step's quanta into one job per field and band.
 import os
 import shutil
 import subprocess
+import tempfile
 import sys
 import time
 from pathlib import Path
@@ -178,6 +179,9 @@ def bps_and_loop_runs(tmp_path_factory, demo_ms_dir):
     env["HTTPS_PROXY"] = env["https_proxy"] = "http://127.0.0.1:9"
     env.pop("NO_PROXY", None)
     env.pop("no_proxy", None)
+    # A temporary directory of their own, to see what the submissions and their jobs leave in it
+    # (short: the worker pools make Unix sockets, whose paths are limited to 107 characters).
+    env["TMPDIR"] = tempfile.mkdtemp(prefix="rc-bps-")
 
     def run_bps():
         started = time.perf_counter()
@@ -193,7 +197,8 @@ def bps_and_loop_runs(tmp_path_factory, demo_ms_dir):
     again, again_seconds = run_bps()
     print(f"radio-clean clean --bps again (nothing to do): {again_seconds:.1f} s")
     assert main([*clean, "-o", "loop/continuum"]) == 0
-    return root, repo, bps, again
+    yield root, repo, bps, again, env["TMPDIR"]
+    shutil.rmtree(env["TMPDIR"], ignore_errors=True)
 
 
 def _products(butler, run):
@@ -207,7 +212,7 @@ def _products(butler, run):
 
 
 def test_bps_steps_match_the_loop(bps_and_loop_runs):
-    root, repo, bps, _ = bps_and_loop_runs
+    root, repo, bps, _, _ = bps_and_loop_runs
     assert bps.returncode == 0, bps.stderr[-3000:]
     assert "iteration limit (stop code 1) after 10 iterations and 2 major cycles" in bps.stdout
     for step in STEP_RUNS:
@@ -259,9 +264,16 @@ def test_bps_steps_match_the_loop(bps_and_loop_runs):
                 np.testing.assert_allclose(a, b, rtol=0, atol=1e-6 * scale, err_msg=name)
 
 
+def test_bps_leaves_nothing_in_the_temporary_directory(bps_and_loop_runs):
+    """No scratch of the jobs, no socket directory of parsl's worker pools (one per submission before)."""
+    _, _, bps, _, tmpdir = bps_and_loop_runs
+    assert bps.returncode == 0, bps.stderr[-3000:]
+    assert os.listdir(tmpdir) == []
+
+
 def test_bps_run_again_submits_nothing(bps_and_loop_runs):
     """The same command again finds every step done: no submission, the same outcome."""
-    root, repo, _, again = bps_and_loop_runs
+    root, repo, _, again, _ = bps_and_loop_runs
     assert again.returncode == 0, again.stderr[-3000:]
     for step in STEP_RUNS:
         assert f"Step {step}: done before, not submitted again." in again.stderr
