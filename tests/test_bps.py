@@ -8,8 +8,8 @@ submit files cluster each step's quanta into one job per field and band.
 import os
 import shutil
 import subprocess
-import tempfile
 import sys
+import tempfile
 import time
 from pathlib import Path
 
