@@ -82,3 +82,30 @@ def test_channel_selection_matches_tclean(ngc5921_prepared, tmp_path):
     assert np.abs(ours["image"].pixels - theirs.pixels).max() <= 1e-3 * peak
     # The HI line alone: the channel range changes the image (and its frequency) a lot.
     assert ours["image"].frequencies[0] == pytest.approx(theirs.frequencies[0])
+
+
+def test_cubedata_matches_tclean(ngc5921_prepared, tmp_path):
+    """``specmode='cubedata'``: the data's own frequencies, in no spectral frame, as tclean makes them."""
+    from casatasks import casalog, tclean
+
+    from radio_clean.casa import reattach_casa_log
+
+    ms = ngc5921_prepared.line_ms
+
+    parameters = dict(imsize=[64], cell=["15arcsec"], niter=100, datacolumn="data", specmode="cubedata")
+    ours = run_clean([ms], parameters=dict(parameters, spw=":20~30"), directory=tmp_path / "ours")
+    reference = tclean(vis=ms, imagename=str(tmp_path / "img"), spw="0:20~30", **parameters)
+    reattach_casa_log(casalog)
+    theirs = {kind: read_casa_image(str(tmp_path / f"img.{kind}")) for kind in ("image", "residual")}
+    peak = np.abs(theirs["image"].pixels).max()
+    assert ours["image"].pixels.shape == (1, 11, 64, 64)
+    for kind in ("image", "residual"):
+        assert np.abs(ours[kind].pixels - theirs[kind].pixels).max() <= 1e-3 * peak, kind
+    assert ours["image"].spectral_frame == theirs["image"].spectral_frame == ""
+    np.testing.assert_array_equal(ours["image"].frequencies, theirs["image"].frequencies)
+    summary = ours["summary"]
+    assert (summary["iterdone"], summary["nmajordone"], summary["stopcode"]) == (
+        reference["iterdone"],
+        reference["nmajordone"],
+        reference["stopcode"],
+    )

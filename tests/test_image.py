@@ -23,7 +23,7 @@ from radio_clean.repo import create_repo
 # WCS(header) on files with OBSGEO/DATE-OBS reports the fixes it makes; they are expected here.
 pytestmark = pytest.mark.filterwarnings("ignore::astropy.wcs.FITSFixedWarning")
 
-_CASA_FRAMES = {"TOPOCENT": "TOPO", "LSRK": "LSRK", "BARYCENT": "BARY"}
+_CASA_FRAMES = {"TOPOCENT": "TOPO", "LSRK": "LSRK", "BARYCENT": "BARY", "": "Undefined"}
 VLA_ITRF_XYZ = (-1601156.673287362, -5041988.986065895, 3554879.2368205097)
 PROVENANCE = {
     "task": "MakePsfTask",
@@ -100,7 +100,22 @@ def _galactic_image() -> RadioImage:
     return RadioImage(pixels, wcs, brightness_unit="K")
 
 
-IMAGES = {"cube": _cube_image, "plane": _plane_image, "galactic": _galactic_image}
+def _frameless_cube() -> RadioImage:
+    """Three channels in no spectral frame (tclean's specmode='cubedata'), a rest frequency, one beam."""
+    wcs = make_image_wcs(
+        ra_deg=187.2779154, dec_deg=2.0523883, cell_arcsec=1.0, nx=8, ny=8, frequency_hz=1.4134e9,
+        channel_width_hz=24414.0625, spectral_frame="Undefined", rest_frequency_hz=1420405751.786,
+    )  # fmt: skip
+    pixels = np.linspace(-1, 2, 3 * 64, dtype=np.float32).reshape(1, 3, 8, 8)
+    return RadioImage(pixels, wcs, brightness_unit="Jy/beam", restoring_beam=Beam(3.1, 2.7, -33.3))
+
+
+IMAGES = {
+    "cube": _cube_image,
+    "plane": _plane_image,
+    "galactic": _galactic_image,
+    "frameless": _frameless_cube,
+}
 
 
 @pytest.fixture(params=sorted(IMAGES))
@@ -192,13 +207,20 @@ def test_invalid_images_are_refused(make_bad, message):
         make_bad(cube)
 
 
-def test_missing_spectral_frame_is_refused():
-    """An image without SPECSYS is refused."""
+def test_unknown_spectral_frame_is_refused():
+    """A SPECSYS that is not a spectral frame CASA has is refused; no SPECSYS at all is no frame."""
     cube = _cube_image()
     wcs = cube.wcs.deepcopy()
-    wcs.wcs.specsys = ""
+    wcs.wcs.specsys = "SOMEWHERE"
     with pytest.raises(ValueError, match="SPECSYS"):
         RadioImage(cube.pixels, wcs)
+    wcs.wcs.specsys = ""
+    assert RadioImage(cube.pixels, wcs).spectral_frame == ""
+    with pytest.raises(ValueError, match="Unknown spectral frame 'SOMEWHERE'"):
+        make_image_wcs(
+            ra_deg=0, dec_deg=0, cell_arcsec=1, nx=4, ny=4, frequency_hz=1e9, channel_width_hz=1e6,
+            spectral_frame="SOMEWHERE",
+        )  # fmt: skip
 
 
 # -- FITS ------------------------------------------------------------------------------------------
@@ -232,7 +254,8 @@ def test_fits_file_has_the_standard_and_casa_layout(image, tmp_path):
         wcs = WCS(header)
         assert wcs.has_celestial and wcs.wcs.spec == 2 and wcs.wcs.ctype[3] == "STOKES"
         assert wcs.wcs.ctype[2] == "FREQ" and header["CUNIT3"].strip() == "Hz"
-        assert header["SPECSYS"] == image.spectral_frame
+        # As CASA's exportfits writes it: no SPECSYS for no frame.
+        assert header.get("SPECSYS", "") == image.spectral_frame
         assert header["BUNIT"] == image.brightness_unit
         # World coordinates of a pixel agree with the image's own view of them.
         last_chan, last_stokes = image.n_chan - 1, image.n_stokes - 1

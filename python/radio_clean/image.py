@@ -58,9 +58,14 @@ FITS_SPECSYS_FROM_CASA: dict[str, str] = {
     "CMB": "CMBDIPOL",
     "REST": "SOURCE",
 }
-"""FITS ``SPECSYS`` value of each CASA spectral reference frame."""
+"""FITS ``SPECSYS`` value of each CASA spectral reference frame.
 
-_KNOWN_SPECSYS = frozenset(FITS_SPECSYS_FROM_CASA.values())
+CASA's ``Undefined`` frame (tclean's ``specmode='cubedata'``: the data's
+frequencies, no Doppler tracking) has none: its images have no ``SPECSYS``,
+as CASA's exportfits writes them, and an empty `RadioImage.spectral_frame`.
+"""
+
+_KNOWN_SPECSYS = frozenset(FITS_SPECSYS_FROM_CASA.values()) | {""}
 
 # wcslib writes 12-14 significant digits by default; 17 makes the FITS round trip exact.
 _WCS_HEADER_FLAGS = WCSHDO_P17 | WCSHDO_safe
@@ -348,7 +353,8 @@ def _check_axes(wcs: WCS) -> None:
     if wcs.wcs.specsys not in _KNOWN_SPECSYS:
         raise ValueError(
             f"A RadioImage WCS needs SPECSYS set to a spectral reference frame "
-            f"({', '.join(sorted(_KNOWN_SPECSYS))}); got {wcs.wcs.specsys!r}."
+            f"({', '.join(sorted(FITS_SPECSYS_FROM_CASA.values()))}), or no SPECSYS (no frame, "
+            f"tclean's specmode='cubedata'); got {wcs.wcs.specsys!r}."
         )
 
 
@@ -500,7 +506,8 @@ class RadioImage:
 
     @property
     def spectral_frame(self) -> str:
-        """FITS ``SPECSYS`` of the frequency axis, e.g. ``LSRK`` or ``TOPOCENT``."""
+        """FITS ``SPECSYS`` of the frequency axis, e.g. ``LSRK`` or ``TOPOCENT``; empty if none
+        (CASA's ``Undefined`` frame of ``specmode='cubedata'``)."""
         return self.wcs.wcs.specsys
 
     @property
@@ -829,7 +836,8 @@ def make_image_wcs(
         Channel increment, Hz (negative if frequency decreases).
     spectral_frame : `str`, optional
         Frequency frame, as FITS ``SPECSYS`` (``LSRK``, ``TOPOCENT``, ...) or
-        as CASA names it (``TOPO``, ``BARY``, ...).
+        as CASA names it (``TOPO``, ``BARY``, ...); ``Undefined`` or an empty
+        string for none (tclean's ``specmode='cubedata'``).
     stokes : iterable of `str`, optional
         Polarization products, evenly spaced in FITS order (e.g. I, Q, U, V;
         RR, LL; or I, V).
@@ -852,8 +860,12 @@ def make_image_wcs(
         If the frame, Stokes products or reference system is not supported.
     """
     frame = FITS_SPECSYS_FROM_CASA.get(spectral_frame.upper(), spectral_frame.upper())
+    frame = "" if frame == "UNDEFINED" else frame
     if frame not in _KNOWN_SPECSYS:
-        raise ValueError(f"Unknown spectral frame {spectral_frame!r}; use one of {sorted(_KNOWN_SPECSYS)}.")
+        raise ValueError(
+            f"Unknown spectral frame {spectral_frame!r}; use one of "
+            f"{sorted(FITS_SPECSYS_FROM_CASA.values())} or 'Undefined'."
+        )
     stokes = tuple(stokes)
     unknown = [name for name in stokes if name not in STOKES_CODES]
     if unknown or not stokes:

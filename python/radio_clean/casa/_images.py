@@ -44,6 +44,8 @@ _CASA_DIRECTION_SYSTEMS: dict[str, tuple[str, str, str, float | None]] = {
     "ECLIPTIC": ("ELON", "ELAT", "", None),
     "SUPERGAL": ("SLON", "SLAT", "", None),
 }
+_CASA_UNDEFINED_FRAME = "Undefined"
+"""CASA's spectral frame of tclean's ``specmode='cubedata'`` images (no FITS SPECSYS)."""
 _CASA_FRAME_FROM_SPECSYS = {fits_name: casa_name for casa_name, fits_name in FITS_SPECSYS_FROM_CASA.items()}
 # CASA's quote signs for arcmin and arcsec, which astropy.units does not parse.
 _CASA_ANGLE_UNIT_ALIASES = {"'": "arcmin", '"': "arcsec"}
@@ -156,7 +158,7 @@ def _casa_coordinate_record(image: RadioImage) -> dict:
         longpole=float(wcs.lonpole),
         latpole=float(wcs.latpole),
     )
-    frame = _CASA_FRAME_FROM_SPECSYS[wcs.specsys]
+    frame = _CASA_FRAME_FROM_SPECSYS.get(wcs.specsys, _CASA_UNDEFINED_FRAME)
     spectral = record["spectral2"]
     spectral.update(system=frame, unit="Hz", restfreq=float(wcs.restfrq), restfreqs=np.array([wcs.restfrq]))
     spectral["conversion"]["system"] = frame
@@ -331,10 +333,10 @@ def _wcs_from_casa_record(record: dict, stokes_names: list[str]) -> WCS:
         raise CasaError(f"The CASA spectral axis is {spectral['wcs']['ctype']}, not FREQ.")
     to_hz = _frequency_in_hz(spectral.get("unit", "Hz"))
     frame = spectral["system"]
-    if frame not in FITS_SPECSYS_FROM_CASA:
+    if frame not in FITS_SPECSYS_FROM_CASA and frame != _CASA_UNDEFINED_FRAME:
         raise CasaError(
-            f"The CASA image's spectral frame is {frame!r}, not one with a FITS SPECSYS (CASA's exportfits "
-            "omits SPECSYS when there is no rest frequency); set it with coordsys.setreferencecode first."
+            f"The CASA image's spectral frame is {frame!r}, which radio_clean does not read "
+            f"(it reads {', '.join(FITS_SPECSYS_FROM_CASA)} and {_CASA_UNDEFINED_FRAME})."
         )
 
     codes = [STOKES_CODES[name] for name in stokes_names]
@@ -370,7 +372,7 @@ def _wcs_from_casa_record(record: dict, stokes_names: list[str]) -> WCS:
         wcs.wcs.radesys = radesys
     if equinox is not None:
         wcs.wcs.equinox = equinox
-    wcs.wcs.specsys = FITS_SPECSYS_FROM_CASA[frame]
+    wcs.wcs.specsys = FITS_SPECSYS_FROM_CASA.get(frame, "")
     if spectral.get("restfreq", 0.0) > 0:
         wcs.wcs.restfrq = spectral["restfreq"] * to_hz
     epoch = record.get("obsdate")
