@@ -506,8 +506,10 @@ class RadioImage:
 
     @property
     def spectral_frame(self) -> str:
-        """FITS ``SPECSYS`` of the frequency axis, e.g. ``LSRK`` or ``TOPOCENT``; empty if none
-        (CASA's ``Undefined`` frame of ``specmode='cubedata'``)."""
+        """FITS ``SPECSYS`` of the frequency axis, e.g. ``LSRK`` or ``TOPOCENT``.
+
+        Empty for an image in no frame (CASA's ``Undefined``, ``specmode='cubedata'``).
+        """
         return self.wcs.wcs.specsys
 
     @property
