@@ -417,3 +417,20 @@ def _check_automask_cycles(case, ours, prefix):
         # The first mask depends on no earlier state: it must be tclean's in both implementations.
         failures.append("the first-cycle auto-multithresh mask differs from tclean's")
     return failures
+
+
+def test_niter_zero_is_tcleans_dirty_image(demo_ms_dir, tmp_path, monkeypatch):
+    """``niter=0``: tclean's dirty image and residual, and its summary (stop code 3, one major cycle)."""
+    monkeypatch.chdir(tmp_path)
+    case = Case("3c273", {**_3C273, "niter": 0, "weighting": "briggs"})
+    vis, field, _ = _measurement_set(case, demo_ms_dir, tmp_path)
+    ours = run_clean([vis], parameters=case.parameters, directory=tmp_path / "ours")
+    summary = _run_tclean(vis, field, case.parameters, tmp_path / "tclean", {})
+    peak = float(np.nanmax(np.abs(_pixels(tmp_path / "tclean" / "img.image"))))
+    for kind in ("image", "residual"):
+        theirs = _pixels(tmp_path / "tclean" / f"img.{kind}")
+        assert _difference(ours[kind].pixels, theirs, peak) <= IMAGE_TOLERANCE, kind
+    assert (summary["iterdone"], summary["nmajordone"], summary["stopcode"]) == (0, 1, 3)
+    mine = ours["summary"]
+    assert (mine["iterdone"], mine["nmajordone"], mine["stopcode"]) == (0, 1, 3)
+    assert mine["stop_reason"] == "zero iterations performed"

@@ -243,6 +243,27 @@ def test_bad_value_is_one_sentence(setting, sentence):
     assert str(caught.value) == sentence
 
 
+REFUSED_COMBINATIONS = [
+    (["specmode=cube", "deconvolver=mtmfs"], "deconvolver=mtmfs does not make cubes (tclean refuses it with "
+     "specmode=cube): use hogbom, clark or multiscale for a cube, or specmode=mfs for Taylor-term images."),
+    (["specmode=cubedata", "deconvolver=mtmfs", "nterms=3"], "deconvolver=mtmfs does not make cubes (tclean "
+     "refuses it with specmode=cubedata): use hogbom, clark or multiscale for a cube, or specmode=mfs for "
+     "Taylor-term images."),
+    (["weighting=briggsbwtaper"], "weighting=briggsbwtaper is for cubes (specmode=cube or cubedata), as in "
+     "tclean; use weighting=briggs for specmode=mfs."),
+    (["specmode=cube", "weighting=briggsbwtaper", "npixels=2"], "weighting=briggsbwtaper needs npixels=0 "
+     "(tclean refuses npixels=2 with it)."),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("settings", "sentence"), REFUSED_COMBINATIONS)
+def test_combination_tclean_refuses_is_one_sentence(settings, sentence):
+    """What tclean refuses (it logs a warning and returns nothing) is refused before any work."""
+    with pytest.raises(ParameterError) as caught:
+        read_parameters(None, settings)
+    assert str(caught.value) == sentence
+
+
 @pytest.fixture
 def demo_repo(ms_3c273, tmp_path):
     """A repository with the 3C273 demo MS (field 3C273 = FIELD_ID 0, spw 0 of band 8085MHz-1ch)."""

@@ -611,6 +611,22 @@ class CleanParametersConfig(Config):
             raise ParameterError("parameters.scales is required with deconvolver=multiscale (e.g. 0,5,15).")
         if self.usemask == "pb" and self.pbmask <= 0:
             raise ParameterError("parameters.pbmask must be above 0 with usemask=pb (e.g. pbmask=0.5).")
+        # Combinations tclean refuses (casatasks task_tclean's checks), said as tclean's users need it.
+        cube = self.specmode in ("cube", "cubedata")
+        if self.deconvolver == "mtmfs" and cube:
+            raise ParameterError(
+                f"deconvolver=mtmfs does not make cubes (tclean refuses it with specmode={self.specmode}): "
+                "use hogbom, clark or multiscale for a cube, or specmode=mfs for Taylor-term images."
+            )
+        if self.weighting == "briggsbwtaper" and not cube:
+            raise ParameterError(
+                "weighting=briggsbwtaper is for cubes (specmode=cube or cubedata), as in tclean; "
+                "use weighting=briggs for specmode=mfs."
+            )
+        if self.weighting == "briggsbwtaper" and self.npixels != 0:
+            raise ParameterError(
+                f"weighting=briggsbwtaper needs npixels=0 (tclean refuses npixels={self.npixels} with it)."
+            )
 
     def to_tclean(self, channels: tuple[int, int] | None = None) -> dict[str, object]:
         """Return the parameters as the keyword arguments tclean would take.

@@ -52,6 +52,7 @@ __all__ = [
     "CONVERGED_STOP_CODES",
     "STOP_REASONS",
     "RELIED_ON_TOOL_METHODS",
+    "ZERO_ITERATIONS_STOP_CODE",
     "IterationController",
     "SynthesisTools",
     "divides_in_python",
@@ -71,12 +72,14 @@ from ._casatasks import casatasks_package
 from ._log import CasaError, casa_log_forwarded, reattach_casa_log
 from ._setup import casatools
 
-# tclean's stop codes (casatasks imager_base.getStopDescription).
+# tclean's stop codes (casatasks imager_base.getStopDescription). 3 is the iteration controller's
+# "force stop" (an interactive stop, which radio_clean has not); tclean's summary of a niter=0 run
+# has it too, described as zero iterations performed.
 STOP_REASONS = {
     0: "not converged",
     1: "iteration limit",
     2: "threshold",
-    3: "force stop",
+    3: "zero iterations performed",
     4: "no change in peak residual across two major cycles",
     5: "peak residual increased by more than 3 times from the previous major cycle",
     6: "peak residual increased by more than 3 times from the minimum reached",
@@ -84,6 +87,8 @@ STOP_REASONS = {
     8: "any combination of n-sigma and other valid exit criterion",
     9: "reached nmajor",
 }
+ZERO_ITERATIONS_STOP_CODE = 3
+"""tclean's stop code when ``niter=0`` (the residual made, no minor cycle)."""
 # Stop codes that mean a convergence criterion was met (a threshold), not a limit or a divergence.
 CONVERGED_STOP_CODES = frozenset({2, 8})
 

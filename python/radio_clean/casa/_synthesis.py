@@ -59,6 +59,7 @@ from . import _engine
 from ._casa_private import (
     CONVERGED_STOP_CODES,
     STOP_REASONS,
+    ZERO_ITERATIONS_STOP_CODE,
     IterationController,
     SynthesisTools,
     divides_in_python,
@@ -771,6 +772,8 @@ def run_minor_cycle(
                 stopcode = controller.merge_init(inits[-1], reached_major_limit=reached_nmajor)
                 models: dict[str, RadioImage] = {}
                 if stopcode > 0:
+                    if iteration_parameters["niter"] == 0:
+                        stopcode = ZERO_ITERATIONS_STOP_CODE  # as tclean's summary has it
                     history.stopped, history.stopcode = True, int(stopcode)
                 else:
                     controls = controller.minor_cycle_controls()
