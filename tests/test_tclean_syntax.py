@@ -251,6 +251,14 @@ REFUSED_COMBINATIONS = [
      "Taylor-term images."),
     (["weighting=briggsbwtaper"], "weighting=briggsbwtaper is for cubes (specmode=cube or cubedata), as in "
      "tclean; use weighting=briggs for specmode=mfs."),
+    (["specmode=cube", "veltype=optical", "start=1400km/s", "width=20km/s"], "veltype=optical with start "
+     "and width in velocity makes channels evenly spaced in that velocity, not in frequency, and "
+     "radio_clean's images have a linear frequency axis: give start and width in frequency (e.g. "
+     "start=1.4131GHz width=50kHz) or channels, or use veltype=radio."),
+    (["specmode=cubedata", "veltype=z", "start=0.1km/s"], "veltype=z with start in velocity makes channels "
+     "evenly spaced in that velocity, not in frequency, and radio_clean's images have a linear frequency "
+     "axis: give start and width in frequency (e.g. start=1.4131GHz width=50kHz) or channels, or use "
+     "veltype=radio."),
     (["specmode=cube", "weighting=briggsbwtaper", "npixels=2"], "weighting=briggsbwtaper needs npixels=0 "
      "(tclean refuses npixels=2 with it)."),
 ]  # fmt: skip

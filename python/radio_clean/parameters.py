@@ -128,6 +128,19 @@ def _spectral_check(text: str | None) -> bool:
     return quantity.unit.physical_type in ("frequency", "speed")
 
 
+# Velocity definitions not linear in frequency: CASA's cube of channels even in them has a tabular axis.
+_NONLINEAR_VELTYPES = frozenset({"optical", "z", "beta", "gamma"})
+
+
+def _is_velocity(text: str | None) -> bool:
+    if text is None or text.strip() == "" or _is_integer(text):
+        return False
+    try:
+        return u.Quantity(text).unit.physical_type == "speed"
+    except (TypeError, ValueError):
+        return False
+
+
 def _direction_check(text: str | None) -> bool:
     # phasecenter: '', a field id, 'FRAME LONG LAT', a moving source, TRACKFIELD or an ephemeris table.
     if text is None or text.strip() == "" or text.strip().isdigit():
@@ -622,6 +635,14 @@ class CleanParametersConfig(Config):
             raise ParameterError(
                 "weighting=briggsbwtaper is for cubes (specmode=cube or cubedata), as in tclean; "
                 "use weighting=briggs for specmode=mfs."
+            )
+        velocity_given = [name for name in ("start", "width") if _is_velocity(getattr(self, name))]
+        if cube and self.veltype in _NONLINEAR_VELTYPES and velocity_given:
+            raise ParameterError(
+                f"veltype={self.veltype} with {' and '.join(velocity_given)} in velocity makes channels "
+                "evenly spaced in that velocity, not in frequency, and radio_clean's images have a linear "
+                "frequency axis: give start and width in frequency (e.g. start=1.4131GHz width=50kHz) or "
+                "channels, or use veltype=radio."
             )
         if self.weighting == "briggsbwtaper" and self.npixels != 0:
             raise ParameterError(

@@ -55,6 +55,7 @@ from .._scratch import make_scratch_dir, remove_stale_scratch
 from ..image import Beam, PlaneBeams, RadioImage
 from ._images import read_casa_image, write_casa_image
 from ._log import CasaError, casa_log_forwarded
+from ._ms import telescope_name
 from ._setup import casatools
 
 _logger = logging.getLogger(__name__)
@@ -280,12 +281,16 @@ class Workspace:
     ----------
     directory : `str`
         Directory of the images; made if missing.
+    telescope : `str`, optional
+        Telescope name of the images written here (casacore converts a
+        spectral frame only for a telescope it finds by name).
     """
 
-    def __init__(self, directory: str) -> None:
+    def __init__(self, directory: str, telescope: str = "") -> None:
         os.makedirs(directory, exist_ok=True)
         self.directory = directory
         self.imagename = os.path.join(directory, "img")
+        self.telescope = telescope
         self._written: dict[str, _Written] = {}
 
     def path(self, kind: str) -> str:
@@ -313,7 +318,7 @@ class Workspace:
         `SYNTHESIS_HEADER_KEYS`) go back where CASA put them.
         """
         path = self.path(kind)
-        write_casa_image(image, path, overwrite=True)
+        write_casa_image(image, path, overwrite=True, telescope=self.telescope)
         _restore_synthesis_header(image, path)
         self._written[kind] = _Written(digest or ImageDigest.of(image), FilesDigest.of(path))
 
@@ -514,6 +519,11 @@ class Chain:
         self.kept: dict[str, Any] = {}
         """What the steps keep between calls, by name; values with a ``close()`` are closed at the end."""
 
+    def name_telescope(self, selections: Sequence[Any]) -> None:
+        """Name the telescope of the selections' first MS in the images the workspaces write."""
+        if selections and not self.imaging.telescope:
+            self.imaging.telescope = self.deconvolution.telescope = telescope_name(selections[0].path)
+
     def imager_parameters(self, workspace: Workspace, parameters_key: str, make: Callable[[], Any]) -> Any:
         """Return the ImagerParameters for these parameters in ``workspace``, made once."""
         key = (workspace.imagename, parameters_key)
@@ -619,6 +629,7 @@ def warm_chain(
         outer, _step_digests = _step_digests, {}
         try:
             with _chain(chain_key(selections, parameters, images)) as chain:
+                chain.name_telescope(selections)
                 yield chain
         finally:
             _step_digests = outer
@@ -660,6 +671,7 @@ def add_chain(
 ) -> None:
     """Keep ``chain`` as the chain of these inputs, in place of any other."""
     key = chain_key(selections, parameters, images)
+    chain.name_telescope(selections)
     with _lock:
         previous = _chains.pop(key, None)
         if previous is not None and previous is not chain:

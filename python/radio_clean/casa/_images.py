@@ -101,7 +101,7 @@ def _beam_from_record(record: dict) -> Beam:
     )
 
 
-def _casa_coordinate_record(image: RadioImage) -> dict:
+def _casa_coordinate_record(image: RadioImage, telescope: str = "") -> dict:
     """Translate the image's WCS into a casatools coordinate-system record (RA, DEC, Stokes, Freq)."""
     wcs = image.wcs.wcs
     lon_ctype, lat_ctype = wcs.ctype[0], wcs.ctype[1]
@@ -187,7 +187,7 @@ def _casa_coordinate_record(image: RadioImage) -> dict:
         }
     else:
         del record["telescopeposition"]
-    record["telescope"] = ""
+    record["telescope"] = telescope
     record["observer"] = ""
     return record
 
@@ -206,7 +206,7 @@ def _provenance_from_miscinfo(miscinfo: dict) -> dict:
     return provenance
 
 
-def write_casa_image(image: RadioImage, path: str, *, overwrite: bool = False) -> str:
+def write_casa_image(image: RadioImage, path: str, *, overwrite: bool = False, telescope: str = "") -> str:
     """Write a `RadioImage` as a CASA image (a casacore paged image directory).
 
     Parameters
@@ -217,6 +217,9 @@ def write_casa_image(image: RadioImage, path: str, *, overwrite: bool = False) -
         Directory of the CASA image to create.
     overwrite : `bool`, optional
         Whether an existing image at ``path`` may be replaced.
+    telescope : `str`, optional
+        Telescope name of the image's coordinate system (tclean's images have
+        the MS's; see Notes).
 
     Returns
     -------
@@ -240,7 +243,10 @@ def write_casa_image(image: RadioImage, path: str, *, overwrite: bool = False) -
     are not FITS keywords (such as the Butler's ``LSST.BUTLER.ID``). The
     observatory position (``OBSGEO``)
     and observation date (``MJD-OBS``) become the coordinate system's
-    telescope position and epoch; the telescope name is left empty.
+    telescope position and epoch; the telescope name is ``telescope``
+    (casacore finds the observatory by name, not by position, to convert the
+    spectral frame, as CASA's cube major cycles do for frames other than the
+    image's own).
     """
     path = os.path.abspath(path)
     if os.path.exists(path):
@@ -250,7 +256,7 @@ def write_casa_image(image: RadioImage, path: str, *, overwrite: bool = False) -
             shutil.rmtree(path)
         else:
             os.remove(path)
-    coordinates = _casa_coordinate_record(image)
+    coordinates = _casa_coordinate_record(image, telescope)
     image_info: dict[str, Any] = {"imagetype": "Intensity", "objectname": ""}
     beam = image.restoring_beam
     if isinstance(beam, Beam):

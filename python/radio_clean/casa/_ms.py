@@ -19,6 +19,7 @@ __all__ = [
     "read_ms_info",
     "selected_ids",
     "spectral_windows_of_band",
+    "telescope_name",
     "unflagged_rows",
 ]
 
@@ -410,3 +411,17 @@ def band_spw_selection(path: str, band_spw_ids: list[int], spw: str) -> str:
         if window in band_spw_ids:
             ranges.setdefault(window, []).append(f"{first}~{last}" + (f"^{step}" if step != 1 else ""))
     return ",".join(f"{window}:{';'.join(channels)}" for window, channels in sorted(ranges.items()))
+
+
+def telescope_name(path: str) -> str:
+    """Telescope of an MS's first observation, as CASA's imager names it in the images it makes."""
+    table = casatools.table()
+    try:
+        with casa_log_forwarded():
+            table.open(os.path.join(path, "OBSERVATION"), nomodify=True)
+            names = table.getcol("TELESCOPE_NAME") if table.nrows() else []
+    except RuntimeError as err:
+        raise CasaError(f"{path} could not be read for its telescope name: {err}") from err
+    finally:
+        table.close()
+    return str(names[0]) if len(names) else ""
