@@ -223,8 +223,11 @@ BAD_VALUES = [
      "allowed: Value J2000 19h30m00 is not a valid value (Image centre: field id, 'J2000 12h29m06.7 "
      "+02d03m08', a moving source ('MOON'), 'TRACKFIELD' or an ephemeris table; '' = the field's.)"),
     ("outframe=XYZ", "Value 'XYZ' of tclean parameter 'outframe' is not allowed: Value XYZ is not a valid "
-     "value (Cube spectral reference frame (LSRK, LSRD, BARY, GEO, TOPO, GALACTO, LGROUP, CMB, REST, SOURCE, "
-     "any case; '' = LSRK).)"),
+     "value (Cube spectral reference frame (LSRK, LSRD, BARY, GEO, TOPO, GALACTO, LGROUP, CMB, any case; "
+     "'' = LSRK).)"),
+    ("outframe=SOURCE", "Value 'SOURCE' of tclean parameter 'outframe' is not allowed: Value SOURCE is not a "
+     "valid value (Cube spectral reference frame (LSRK, LSRD, BARY, GEO, TOPO, GALACTO, LGROUP, CMB, any "
+     "case; '' = LSRK).)"),
     ("imsize=[100,100,100]", "Value '[100,100,100]' of tclean parameter 'imsize' has 3 entries, more than 2 "
      "(Image size in pixels: [n] or [nx, ny].)"),
     ("imsize=100.5", "Value '100.5' of tclean parameter 'imsize' is not an integer."),

@@ -76,7 +76,9 @@ STOKES = (
     "XXYY",
     "pseudoI",
 )
-SPECTRAL_FRAMES = ("LSRK", "LSRD", "BARY", "GEO", "TOPO", "GALACTO", "LGROUP", "CMB", "REST", "SOURCE")
+# tclean's outframes for a cube: REST (a moving source's, specmode=cubesource) and SOURCE fail in its
+# image definition.
+SPECTRAL_FRAMES = ("LSRK", "LSRD", "BARY", "GEO", "TOPO", "GALACTO", "LGROUP", "CMB")
 _DIRECTION_FRAMES = (
     "J2000", "JMEAN", "JTRUE", "APP", "B1950", "B1950_VLA", "BMEAN", "BTRUE", "GALACTIC", "HADEC", "AZEL",
     "AZELSW", "AZELNE", "AZELGEO", "AZELSWGEO", "AZELNEGEO", "JNAT", "ECLIPTIC", "MECLIPTIC", "TECLIPTIC",
