@@ -434,3 +434,23 @@ def test_niter_zero_is_tcleans_dirty_image(demo_ms_dir, tmp_path, monkeypatch):
     mine = ours["summary"]
     assert (mine["iterdone"], mine["nmajordone"], mine["stopcode"]) == (0, 1, 3)
     assert mine["stop_reason"] == "zero iterations performed"
+
+
+def test_mtmfs_with_one_taylor_term_is_tcleans(demo_ms_dir, tmp_path, monkeypatch):
+    """``deconvolver=mtmfs nterms=1``: tclean's ``.tt0`` images, and no spectral index (it failed before)."""
+    monkeypatch.chdir(tmp_path)
+    case = Case("3c273", {**_3C273, "niter": 100, "deconvolver": "mtmfs", "nterms": 1})
+    vis, field, _ = _measurement_set(case, demo_ms_dir, tmp_path)
+    ours = run_clean([vis], parameters=case.parameters, directory=tmp_path / "ours")
+    summary = _run_tclean(vis, field, case.parameters, tmp_path / "tclean", {})
+    peak = float(np.nanmax(np.abs(_pixels(tmp_path / "tclean" / "img.image.tt0"))))
+    for kind in ("image", "residual", "model"):
+        theirs = _pixels(tmp_path / "tclean" / f"img.{kind}.tt0")
+        assert _difference(ours[kind].pixels, theirs, peak) <= IMAGE_TOLERANCE, kind
+    assert not os.path.exists(tmp_path / "tclean" / "img.alpha") and "alpha" not in ours
+    mine = ours["summary"]
+    assert (mine["iterdone"], mine["nmajordone"], mine["stopcode"]) == (
+        summary["iterdone"],
+        summary["nmajordone"],
+        summary["stopcode"],
+    )

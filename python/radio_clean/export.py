@@ -157,12 +157,9 @@ def exported_names(parameters: CleanParametersConfig, final_cycle: int, mask_cyc
         if parameters.pbcor:
             names["image.pbcor.fits"] = "image_pbcor"
         return names
-    names = {
-        "pb.tt0.fits": "pb",
-        "mask.fits": f"mask_c{mask_cycle}",
-        "alpha.fits": "alpha",
-        "alpha.error.fits": "alpha_error",
-    }
+    names = {"pb.tt0.fits": "pb", "mask.fits": f"mask_c{mask_cycle}"}
+    if parameters.makes_spectral_index:
+        names |= {"alpha.fits": "alpha", "alpha.error.fits": "alpha_error"}
     for term in range(parameters.nterms):
         suffix = f"_tt{term}" if term else ""
         names[f"image.tt{term}.fits"] = f"image{suffix}"

@@ -692,6 +692,11 @@ class CleanParametersConfig(Config):
         """Taylor terms of the model and residual (1 unless deconvolver='mtmfs')."""
         return self.nterms if self.deconvolver == "mtmfs" else 1
 
+    @property
+    def makes_spectral_index(self) -> bool:
+        """Whether restoring makes ``alpha`` and ``alpha.error`` (mtmfs with two Taylor terms or more)."""
+        return self.term_count > 1
+
 
 _QUANTITY = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(.*?)\s*$")
 

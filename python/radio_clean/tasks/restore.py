@@ -62,8 +62,8 @@ class RestoreConnections(
     image_tt1 = image_output("image_tt1", "Restored Taylor term 1 (mtmfs).")
     image_tt2 = image_output("image_tt2", "Restored Taylor term 2 (mtmfs, nterms=3).")
     image_pbcor = image_output("image_pbcor", "Restored image divided by the primary beam (pbcor=True).")
-    alpha = image_output("alpha", "Spectral index from the Taylor terms (mtmfs).")
-    alpha_error = image_output("alpha_error", "Spectral index error (mtmfs).")
+    alpha = image_output("alpha", "Spectral index from the Taylor terms (mtmfs, nterms > 1).")
+    alpha_error = image_output("alpha_error", "Spectral index error (mtmfs, nterms > 1).")
     image_png = cT.Output(
         doc="Quick-look PNG of the restored image with the beam and a colour bar.",
         name="image_png",
@@ -89,7 +89,7 @@ class RestoreConnections(
             return
         if not config.parameters.pbcor:
             del self.image_pbcor
-        if config.parameters.deconvolver != "mtmfs":
+        if not config.parameters.makes_spectral_index:
             del self.alpha
             del self.alpha_error
 
@@ -165,7 +165,7 @@ class RestoreTask(PipelineTask):
         restored = images_from_casa(restore_images(parameters.to_tclean(channels), images, selections))
         wanted = term_connection_names("image", parameters.term_count)
         wanted += ["image_pbcor"] if parameters.pbcor else []
-        wanted += ["alpha", "alpha_error"] if parameters.deconvolver == "mtmfs" else []
+        wanted += ["alpha", "alpha_error"] if parameters.makes_spectral_index else []
         outputs = {name: restored[name] for name in wanted}
         title = f"{field} {band}"
         final_residual = residual[term_connection_names("residual", parameters.term_count)[0]].pixels
