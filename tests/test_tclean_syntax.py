@@ -14,6 +14,7 @@ from clean_utils import tree_checksums
 
 from radio_clean.casa import reattach_casa_log
 from radio_clean.chunks import output_channel_count
+from radio_clean.cli import main
 from radio_clean.image import RadioImage
 from radio_clean.imaging import image_measurement_sets, read_parameters
 from radio_clean.ingest import ingest_measurement_sets
@@ -273,6 +274,36 @@ def test_combination_tclean_refuses_is_one_sentence(settings, sentence):
     with pytest.raises(ParameterError) as caught:
         read_parameters(None, settings)
     assert str(caught.value) == sentence
+
+
+CONTINUUM_PIPELINE = os.path.join(os.path.dirname(__file__), os.pardir, "pipelines", "ContinuumImaging.yaml")
+
+
+def test_clean_reads_parameters_as_image_does(demo_repo, tmp_path, capsys):
+    """``radio-clean clean -c parameters:NAME=VALUE`` takes tclean's forms; a bad one is one sentence."""
+    repo = str(tmp_path / "repo")
+    clean = ["clean", repo, "-p", CONTINUUM_PIPELINE, "-c", "parameters:datacolumn=data"]
+    refused = {
+        "parameters:imsize=abc": "Value 'abc' of tclean parameter 'imsize' is not an integer.",
+        "parameters:weighting=briggsbwtaper": "weighting=briggsbwtaper is for cubes (specmode=cube or "
+        "cubedata), as in tclean; use weighting=briggs for specmode=mfs.",
+    }
+    for number, (setting, sentence) in enumerate(refused.items()):
+        assert main([*clean, "-o", f"refused/{number}", "-c", setting]) != 0
+        error = capsys.readouterr().err.strip()
+        assert error.endswith(sentence), error
+        assert "Traceback" not in error
+    # imsize=48 and cell=2 as tclean takes them (pex would want [48] and ['2arcsec']).
+    settings = ["-c", "parameters:imsize=48", "-c", "parameters:cell=2", "-c", "parameters:niter=5"]
+    assert main([*clean, "-o", "tclean/forms", *settings]) == 0
+    with open_repo(repo) as butler:
+        image = butler.get(
+            "image", collections="tclean/forms", instrument="VLA", field="3C273", band="8085MHz-1ch"
+        )
+        # Nothing was kept of the refused runs.
+        assert not butler.collections.query("refused/*")
+    assert image.shape[-2:] == (48, 48)
+    assert image.wcs.wcs.cdelt[1] * 3600 == pytest.approx(2.0)
 
 
 @pytest.fixture

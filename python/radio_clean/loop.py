@@ -92,7 +92,7 @@ from ._stop import raise_if_stop_requested, stop_requested
 from .cycle_graph import NextCycleGraphBuilder, UnknownInputError
 from .image import RadioImage
 from .ingest import VISIBILITIES
-from .parameters import CleanParametersConfig
+from .parameters import CleanParametersConfig, ParameterError, parse_parameter
 from .pipeline import STEPS
 from .repo import DIMENSIONS_CONFIG
 
@@ -787,6 +787,9 @@ class CleanLoop:
                 declared = pipeline.to_graph().tasks.keys() | {"parameters"}
                 parameters = pipeline._pipelineIR.parameters.mapping
                 for label, name, value in self.config_overrides:
+                    if label == "parameters" and name in CleanParametersConfig._fields:
+                        # Read as `radio-clean image --set` reads it: tclean's forms (imsize=512).
+                        value = parse_parameter(name, value)
                     if (
                         label == "parameters"
                         and name not in parameters
@@ -827,7 +830,14 @@ class CleanLoop:
             pexConfig.FieldValidationError,
             ContractError,
         ) as err:
-            reason = str(err).splitlines()[0].rstrip(".") if str(err) else type(err).__name__
+            # The middleware wraps a Config's own validation error ("see chained exception").
+            cause: BaseException | None = err
+            while cause is not None and not isinstance(cause, ParameterError):
+                cause = cause.__cause__
+            reason_error = cause or err
+            reason = (
+                str(reason_error).splitlines()[0].rstrip(".") if str(reason_error) else type(err).__name__
+            )
             subset = f" (subset {step.subset})" if step.subset else ""
             raise LoopError(
                 f"Pipeline {self.pipeline_uri}{subset} cannot be used with these settings: {reason}."
