@@ -790,15 +790,11 @@ class CleanLoop:
                     if label == "parameters" and name in CleanParametersConfig._fields:
                         # Read as `radio-clean image --set` reads it: tclean's forms (imsize=512).
                         value = parse_parameter(name, value)
-                    if (
-                        label == "parameters"
-                        and name not in parameters
-                        and name in CleanParametersConfig._fields
-                    ):
-                        # A tclean parameter the pipeline does not declare: set it in every task.
-                        for task_label in declared - {"parameters"}:
-                            pipeline.addConfigOverride(task_label, f"parameters.{name}", value)
-                        continue
+                        if name not in parameters:
+                            # A tclean parameter the pipeline does not declare: set it in every task.
+                            for task_label in declared - {"parameters"}:
+                                pipeline.addConfigOverride(task_label, f"parameters.{name}", value)
+                            continue
                     if label not in declared or (label == "parameters" and name not in parameters):
                         what, known = (
                             ("parameters", parameters) if label == "parameters" else ("labels", declared)
@@ -834,10 +830,8 @@ class CleanLoop:
             cause: BaseException | None = err
             while cause is not None and not isinstance(cause, ParameterError):
                 cause = cause.__cause__
-            reason_error = cause or err
-            reason = (
-                str(reason_error).splitlines()[0].rstrip(".") if str(reason_error) else type(err).__name__
-            )
+            text = str(cause or err)
+            reason = text.splitlines()[0].rstrip(".") if text else type(err).__name__
             subset = f" (subset {step.subset})" if step.subset else ""
             raise LoopError(
                 f"Pipeline {self.pipeline_uri}{subset} cannot be used with these settings: {reason}."

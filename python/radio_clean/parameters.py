@@ -119,28 +119,24 @@ def _is_integer(text: str) -> bool:
     return re.fullmatch(r"[-+]?\d+", text.strip()) is not None
 
 
+def _spectral_kind(text: str | None) -> object:
+    # start/width: '' (tclean's choice) or a channel number -> "channel"; else the quantity's
+    # physical type ("frequency", "speed"...), or None if it is none.
+    if text is None or text.strip() == "" or _is_integer(text):
+        return "channel"
+    try:
+        return u.Quantity(text).unit.physical_type
+    except (TypeError, ValueError):
+        return None
+
+
 def _spectral_check(text: str | None) -> bool:
     # start/width: '' (tclean's choice), a channel number, a frequency or a velocity.
-    if text is None or text.strip() == "" or _is_integer(text):
-        return True
-    try:
-        quantity = u.Quantity(text)
-    except (TypeError, ValueError):
-        return False
-    return quantity.unit.physical_type in ("frequency", "speed")
+    return _spectral_kind(text) in ("channel", "frequency", "speed")
 
 
 # Velocity definitions not linear in frequency: CASA's cube of channels even in them has a tabular axis.
 _NONLINEAR_VELTYPES = frozenset({"optical", "z", "beta", "gamma"})
-
-
-def _is_velocity(text: str | None) -> bool:
-    if text is None or text.strip() == "" or _is_integer(text):
-        return False
-    try:
-        return u.Quantity(text).unit.physical_type == "speed"
-    except (TypeError, ValueError):
-        return False
 
 
 def _direction_check(text: str | None) -> bool:
@@ -638,7 +634,9 @@ class CleanParametersConfig(Config):
                 "weighting=briggsbwtaper is for cubes (specmode=cube or cubedata), as in tclean; "
                 "use weighting=briggs for specmode=mfs."
             )
-        velocity_given = [name for name in ("start", "width") if _is_velocity(getattr(self, name))]
+        velocity_given = [
+            name for name in ("start", "width") if _spectral_kind(getattr(self, name)) == "speed"
+        ]
         if cube and self.veltype in _NONLINEAR_VELTYPES and velocity_given:
             raise ParameterError(
                 f"veltype={self.veltype} with {' and '.join(velocity_given)} in velocity makes channels "

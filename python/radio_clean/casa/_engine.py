@@ -518,11 +518,13 @@ class Chain:
         """ImagerParameters by (image name, digest of the tclean parameters)."""
         self.kept: dict[str, Any] = {}
         """What the steps keep between calls, by name; values with a ``close()`` are closed at the end."""
+        self._telescope_named = False
 
     def name_telescope(self, selections: Sequence[Any]) -> None:
-        """Name the telescope of the selections' first MS in the images the workspaces write."""
-        if selections and not self.imaging.telescope:
+        """Name the telescope of the selections' first MS in the images the workspaces write (once)."""
+        if selections and not self._telescope_named:
             self.imaging.telescope = self.deconvolution.telescope = telescope_name(selections[0].path)
+            self._telescope_named = True
 
     def imager_parameters(self, workspace: Workspace, parameters_key: str, make: Callable[[], Any]) -> Any:
         """Return the ImagerParameters for these parameters in ``workspace``, made once."""
