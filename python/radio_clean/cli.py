@@ -6,6 +6,7 @@ __all__ = ["main", "run"]
 
 import argparse
 import atexit
+import gc
 import logging
 import os
 import signal
@@ -563,6 +564,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     return status or 0
 
 
+def _tune_garbage_collector() -> None:
+    """Spare the process's cyclic garbage collector work that finds nothing.
+
+    The imports (the middleware, casatools' bindings) leave about 270 000
+    objects that live as long as the process; frozen, they are no longer
+    walked by every full collection (~0.1 s each). A run then allocates
+    millions of short-lived objects: collecting them in batches of 10 000 net
+    allocations rather than 700 halves the collector's remaining time. On the
+    3C273 benchmark job the collections took 1.25 s before and 0.5 s after,
+    at the same peak memory (also on the NGC5921 cube); part of that ran
+    beside CASA's calls, and the whole process took 0.97 of its time before
+    (median of 12 paired runs).
+    """
+    gc.freeze()
+    gc.set_threshold(10_000, 20, 20)
+
+
 def run() -> NoReturn:
     """The ``radio-clean`` program: `main`, then exit without tearing the interpreter down.
 
@@ -571,6 +589,7 @@ def run() -> NoReturn:
     CASA's C++ objects, about a second after the last line of a run that
     changes nothing the user can see.
     """
+    _tune_garbage_collector()
     status = main()
     atexit._run_exitfuncs()
     sys.stdout.flush()
