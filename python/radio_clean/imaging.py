@@ -27,6 +27,7 @@ from lsst.daf.butler import CollectionType
 
 from ._errors import os_error_in
 from ._stop import stop_requested
+from .bands import define_continuum_band, is_continuum_band
 from .chunks import ChunkError, chunk_ranges, define_channel_chunks, output_channel_count
 from .export import export_run, summary_line
 from .ingest import INGEST_RUN, ingest_measurement_sets
@@ -223,9 +224,13 @@ def image_measurement_sets(
             for outcome in outcomes:
                 _log.info("%s", outcome.message)
             inputs = list(dict.fromkeys([*(outcome.collection for outcome in outcomes), INGEST_RUN]))
-            query, n_observations = _data_query(
+            query, n_observations, bands = _data_query(
                 butler, outcomes, inputs, parameters, fields, chunk_channels, jobs
             )
+            # Per-observation major cycles define each observation's image from its own frequencies;
+            # observations of several set-ups in one band need tclean's one definition from all.
+            if any(is_continuum_band(band) for band in bands):
+                n_observations = 1
             pipeline = pipeline_for(_pipeline_parameters(parameters), n_observations=n_observations)
             pipeline_text = to_yaml(_with_task_configs(pipeline, task_configs))
             output, created = _reserve_output(butler, output, inputs)
@@ -269,10 +274,13 @@ def image_measurement_sets(
     return ImagingRun(collection=output, pipeline_path=pipeline_path, summaries=summaries)
 
 
-def _data_query(butler, outcomes, inputs, parameters, fields, chunk_channels, jobs) -> tuple[str, int]:
+def _data_query(
+    butler, outcomes, inputs, parameters, fields, chunk_channels, jobs
+) -> tuple[str, int, list[str]]:
     """The data query choosing the ingested observations, fields and bands (and channel chunks).
 
-    Also refuses a run whose MSs cannot be read. Returns the query and the number of observations.
+    Also refuses a run whose MSs cannot be read. Returns the query, the number
+    of observations and the bands.
     """
     names = [outcome.observation for outcome in outcomes]
     observations = [
@@ -280,13 +288,46 @@ def _data_query(butler, outcomes, inputs, parameters, fields, chunk_channels, jo
     ]
     check_visibilities_readable(butler, inputs, observations)
     query = f"observation IN ({', '.join(str(o) for o in observations)})"
-    query += selection_query(butler, observations, fields, parameters)
+    terms, selected_bands = selection_query(butler, observations, fields, parameters)
+    query += terms
+    instruments = {
+        r.instrument for r in butler.registry.queryDimensionRecords("observation") if r.id in observations
+    }
+    bands = _bands(butler, query, instruments, observations, selected_bands, parameters)
+    query += f" AND band IN ({', '.join(repr(band) for band in bands)})"
     if _is_cube(parameters):
-        instruments = {
-            r.instrument for r in butler.registry.queryDimensionRecords("observation") if r.id in observations
-        }
         query += f" AND ({_define_chunks(butler, query, instruments, parameters, chunk_channels, jobs)})"
-    return query, len(observations)
+    return query, len(observations), bands
+
+
+def _bands(
+    butler,
+    query: str,
+    instruments: set[str],
+    observations: list[int],
+    selected: set[str] | None,
+    parameters: CleanParametersConfig,
+) -> list[str]:
+    """The bands to image: the ingested bands the query and ``spw`` select, or for MFS their span.
+
+    tclean's ``specmode='mfs'`` makes one image of all the spectral windows
+    it selects; a cube is made per band.
+    """
+    bands = []
+    for instrument in sorted(instruments):
+        setups = sorted(
+            band.name
+            for band in butler.registry.queryDimensionRecords("band", where=query, instrument=instrument)
+            if not is_continuum_band(band.name) and (selected is None or band.name in selected)
+        )
+        if len(setups) > 1 and not _is_cube(parameters):
+            span = define_continuum_band(butler, instrument, setups, observations)
+            _log.info("Bands %s are imaged together as band %s (specmode=mfs).", ", ".join(setups), span)
+            setups = [span]
+        bands += setups
+    if not bands:
+        raise ImagingError("The MeasurementSets have no band with the fields asked for.")
+    return bands
 
 
 def _reserve_output(butler, output: str | None, inputs: Sequence[str]) -> tuple[str, bool]:
@@ -488,8 +529,6 @@ def _define_chunks(
         ids = define_channel_chunks(butler, instrument=band.instrument, band=band.name, ranges=ranges)
         _log.info("Band %s: %d channels in %d chunks %s.", band.name, n_chan, len(ranges), ranges)
         selections.append(f"(band = '{band.name}' AND channel_chunk IN ({', '.join(map(str, ids))}))")
-    if not selections:
-        raise ImagingError("The MeasurementSets have no band with the fields asked for.")
     return " OR ".join(selections)
 
 

@@ -63,8 +63,8 @@ def parse_field_selection(value: Any) -> list[str]:
 
 def selection_query(
     butler, observations: Sequence[int], fields: Sequence[str], parameters: CleanParametersConfig
-) -> str:
-    """Return the data-query terms for the fields and bands that tclean's selection picks.
+) -> tuple[str, set[str] | None]:
+    """Return the data-query terms for the fields, and the bands, that tclean's selection picks.
 
     Parameters
     ----------
@@ -80,7 +80,10 @@ def selection_query(
     Returns
     -------
     terms : `str`
-        ``" AND field IN (...)"`` and ``" AND band IN (...)"`` as needed.
+        ``" AND field IN (...)"`` as needed.
+    bands : `set` [`str`] or `None`
+        The bands with a window that ``spw`` selects; `None` if ``spw`` is
+        empty (all bands).
 
     Raises
     ------
@@ -90,6 +93,7 @@ def selection_query(
     """
     records = [r for r in butler.registry.queryDimensionRecords("observation") if r.id in observations]
     terms = ""
+    bands = None
     if fields:
         names = _selected(butler, records, "field", fields, "observation_field", "field", "field_ids")
         terms += f" AND field IN ({', '.join(repr(name) for name in sorted(names))})"
@@ -98,7 +102,6 @@ def selection_query(
         # ':10~50' is every window's channels 10~50 (radio_clean's short form of '*:10~50').
         entries = [f"*{entry}" if entry.startswith(":") else entry for entry in entries]
         bands = _selected(butler, records, "spw", entries, "observation_band", "band", "spw_ids")
-        terms += f" AND band IN ({', '.join(repr(band) for band in sorted(bands))})"
     for name, casa_name in _CHECKED_SELECTIONS.items():
         value = getattr(parameters, name)
         if value.strip():
@@ -110,7 +113,7 @@ def selection_query(
                     errors.append(str(err))
             if len(errors) == len(records):
                 raise ParameterError(f"{name}={value!r} cannot be used: {errors[0].rstrip('.')}.")
-    return terms
+    return terms, bands
 
 
 def _selected(

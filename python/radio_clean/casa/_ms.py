@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import re
 
 from ._log import CasaError, casa_log_forwarded
 from ._setup import casatools
@@ -14,6 +15,9 @@ __all__ = [
     "MsInfo",
     "SpectralWindowInfo",
     "band_spw_selection",
+    "continuum_band_holds",
+    "continuum_band_name",
+    "continuum_band_span",
     "field_names_and_channels",
     "is_measurement_set",
     "read_ms_info",
@@ -50,9 +54,37 @@ class SpectralWindowInfo:
     @property
     def band_name(self) -> str:
         """Name of the band this window's set-up defines, e.g. ``8085MHz-1ch``."""
-        centre_mhz = 0.5 * (self.freq_min + self.freq_max) / 1e6
-        centre = f"{centre_mhz:.4f}".rstrip("0").rstrip(".")
-        return f"{centre}MHz-{self.n_chan}ch"
+        return f"{_mhz(0.5 * (self.freq_min + self.freq_max))}MHz-{self.n_chan}ch"
+
+
+def _mhz(frequency_hz: float) -> str:
+    return f"{frequency_hz / 1e6:.4f}".rstrip("0").rstrip(".")
+
+
+_CONTINUUM_BAND = re.compile(r"(\d+(?:\.\d+)?)-(\d+(?:\.\d+)?)MHz")
+_CONTINUUM_BAND_ROUNDING_HZ = 100.0
+"""Frequencies in band names are rounded to 0.1 kHz."""
+
+
+def continuum_band_name(freq_min: float, freq_max: float) -> str:
+    """Name of the band of the spectral windows from ``freq_min`` to ``freq_max`` (Hz): ``1400-1848MHz``.
+
+    Such a band (made for tclean's ``specmode='mfs'`` over several
+    set-ups) holds, in each MS, the windows whose channels all lie in that range.
+    """
+    return f"{_mhz(freq_min)}-{_mhz(freq_max)}MHz"
+
+
+def continuum_band_span(band: str) -> tuple[float, float] | None:
+    """``(freq_min, freq_max)`` in Hz of a band named by `continuum_band_name`; `None` for a set-up's band."""
+    match = _CONTINUUM_BAND.fullmatch(band)
+    return (float(match[1]) * 1e6, float(match[2]) * 1e6) if match else None
+
+
+def continuum_band_holds(band: str, freq_min: float, freq_max: float) -> bool:
+    """Whether continuum band ``band`` holds a window with channels from ``freq_min`` to ``freq_max`` Hz."""
+    low, high = continuum_band_span(band)
+    return low - _CONTINUUM_BAND_ROUNDING_HZ <= freq_min and freq_max <= high + _CONTINUUM_BAND_ROUNDING_HZ
 
 
 @dataclasses.dataclass(frozen=True)
@@ -171,7 +203,10 @@ def _spectral_windows_of_band(path: str, band: str) -> list[int]:
             spws = _spectral_windows(metadata, frame_codes)
         finally:
             metadata.close()
-    ids = [spw.spw_id for spw in spws if spw.band_name == band]
+    if continuum_band_span(band) is None:
+        ids = [spw.spw_id for spw in spws if spw.band_name == band]
+    else:
+        ids = [spw.spw_id for spw in spws if continuum_band_holds(band, spw.freq_min, spw.freq_max)]
     if not ids:
         raise CasaError(f"{path} has no spectral window of band {band}.")
     return ids
