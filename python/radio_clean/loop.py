@@ -83,6 +83,7 @@ from lsst.pipe.base.pipeline_graph import compare_packages
 from lsst.pipe.base.pipelineIR import ContractError
 from lsst.pipe.base.quantum_graph import PredictedQuantumGraph
 from lsst.pipe.base.single_quantum_executor import SingleQuantumExecutor
+from lsst.resources import ResourcePath
 from lsst.utils.packages import Packages
 
 from ._background import BackgroundPreparation
@@ -907,7 +908,7 @@ class CleanLoop:
             return done
         if quantum_ids:
             if resumed:
-                self._remove_orphans(butler, graph)
+                self._remove_orphans(butler, graph, step.run)
             quanta = graph.build_execution_quanta()
             by_chain: dict[tuple, list[uuid.UUID]] = {}
             for quantum_id in quantum_ids:  # in the order they must run
@@ -1218,15 +1219,21 @@ class CleanLoop:
         """Dataset type of the iteration summary of minor cycle ``cycle`` (``cube_summary_c3`` for chunks)."""
         return f"{self._summary_prefix}summary_c{cycle}"
 
-    def _remove_orphans(self, butler: Butler, graph: PredictedQuantumGraph) -> None:
-        # A step killed part-way leaves files it wrote but never registered; the datastore will
-        # not write over them.
-        for quantum_id in graph:
-            for refs in graph.build_execution_quanta([quantum_id])[quantum_id].outputs.values():
-                for ref in refs:
-                    uri = butler.getURI(ref, predict=True)
-                    if uri.exists():
-                        uri.remove()
+    def _remove_orphans(self, butler: Butler, graph: PredictedQuantumGraph, run: str) -> None:
+        # A step killed part-way leaves files it wrote but never registered: outputs and configs,
+        # which the datastore will not write over, and the temporary file of a write cut short.
+        quantum_id = next(iter(graph))
+        output = next(iter(graph.build_execution_quanta([quantum_id])[quantum_id].outputs.values()))[0]
+        predicted = str(butler.getURI(output, predict=True))
+        directory = ResourcePath(predicted[: predicted.index(f"/{run}/") + len(run) + 2], forceDirectory=True)
+        if not directory.exists():
+            return
+        registered = {str(butler.getURI(ref)) for ref in butler.registry.queryDatasets(..., collections=run)}
+        for root, _, files in directory.walk():
+            for name in files:
+                uri = root.join(name)
+                if str(uri) not in registered:
+                    uri.remove()
 
     def _initialize_run(self, qbb: QuantumBackedButler, graph: PredictedQuantumGraph, step: _Step) -> None:
         # Configs (and software versions) of a resumed step are compared with those stored.
