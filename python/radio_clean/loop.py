@@ -1223,8 +1223,8 @@ class CleanLoop:
         # A step killed part-way leaves files it wrote but never registered: outputs and configs,
         # which the datastore will not write over, and the temporary file of a write cut short.
         quantum_id = next(iter(graph))
-        output = next(iter(graph.build_execution_quanta([quantum_id])[quantum_id].outputs.values()))[0]
-        predicted = str(butler.getURI(output, predict=True))
+        outputs = graph.build_execution_quanta([quantum_id])[quantum_id].outputs.values()
+        predicted = str(butler.getURI(next(ref for refs in outputs for ref in refs), predict=True))
         directory = ResourcePath(predicted[: predicted.index(f"/{run}/") + len(run) + 2], forceDirectory=True)
         if not directory.exists():
             return
