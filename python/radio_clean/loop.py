@@ -1228,7 +1228,13 @@ class CleanLoop:
         directory = ResourcePath(predicted[: predicted.index(f"/{run}/") + len(run) + 2], forceDirectory=True)
         if not directory.exists():
             return
-        registered = {str(butler.getURI(ref)) for ref in butler.registry.queryDatasets(..., collections=run)}
+        refs = butler.registry.queryDatasets(..., collections=run)
+        registered = {
+            str(uri)
+            for uris in butler.get_many_uris(refs).values()
+            for uri in (uris.primaryURI, *uris.componentURIs.values())
+            if uri is not None
+        }
         for root, _, files in directory.walk():
             for name in files:
                 uri = root.join(name)
